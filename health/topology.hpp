@@ -1,0 +1,63 @@
+#pragma once
+// The cluster as pglane last saw it: an immutable snapshot published by the health
+// checker and read (without locks) by every worker when it routes a session.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pglane::health {
+
+enum class Role { unknown, primary, standby };
+
+[[nodiscard]] std::string_view to_string(Role role);
+
+/// Where a node listens. Owned by the config; copied into every snapshot.
+struct NodeAddress {
+    std::string name;
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+/// One node as of the latest probe round. Plain data, safe to read from any thread.
+struct NodeStatus {
+    NodeAddress address;
+    bool up = false;              // reachable (fewer than failures_before_down failures in a row)
+    Role role = Role::unknown;    // from pg_is_in_recovery() of the last successful probe
+    std::uint32_t timeline = 0;
+    std::uint64_t current_lsn = 0;  // primary: pg_current_wal_lsn()
+    std::uint64_t receive_lsn = 0;  // standby: pg_last_wal_receive_lsn()
+    std::uint64_t replay_lsn = 0;   // standby: pg_last_wal_replay_lsn()
+    std::uint64_t lag_bytes = 0;    // standby: elected primary's current LSN minus replay LSN
+    double lag_seconds = 0;         // standby: time since the last replayed commit, 0 when caught up
+    bool replay_paused = false;
+    bool held_back = false;       // standby lagging: not routed to until it catches up
+    bool fenced = false;          // claims to be primary but is not the elected one
+    int consecutive_failures = 0;
+    double probe_seconds = 0;     // duration of the last probe
+    std::uint64_t probes_ok = 0;
+    std::uint64_t probes_failed = 0;
+    std::string last_error;
+
+    [[nodiscard]] bool routable_standby() const {
+        return up && role == Role::standby && !held_back;
+    }
+};
+
+/// A whole-cluster snapshot. `primary` is the elected primary (the only node writes may
+/// reach); `primary_term` changes every time the elected primary changes, so a session
+/// pinned to a primary can tell it has been replaced even if the same node comes back.
+struct Topology {
+    std::uint64_t version = 0;
+    std::vector<NodeStatus> nodes;
+    std::optional<std::size_t> primary;
+    std::uint64_t primary_term = 0;
+    bool split_brain = false;     // more than one node claims to be primary right now
+};
+
+using TopologyPtr = std::shared_ptr<const Topology>;
+
+}  // namespace pglane::health

@@ -1,0 +1,55 @@
+#pragma once
+// A receive buffer: bytes arrive at the end, are consumed from the front, and the unread
+// tail moves to the front before the next read. Reused for the session's whole life.
+
+#include "protocol/bytes.hpp"
+
+#include <cstring>
+#include <memory>
+#include <span>
+
+namespace pglane::proxy {
+
+/// Owned by one session direction; touched by the session's worker thread only.
+class ByteBuffer {
+public:
+    explicit ByteBuffer(std::size_t capacity) : storage_(new std::byte[capacity]), capacity_(capacity) {}
+
+    [[nodiscard]] protocol::Bytes unread() const { return {storage_.get() + begin_, end_ - begin_}; }
+    [[nodiscard]] std::span<std::byte> free_space() { return {storage_.get() + end_, capacity_ - end_}; }
+    [[nodiscard]] const std::byte* data_at(std::size_t offset) const { return storage_.get() + offset; }
+    [[nodiscard]] std::size_t begin() const { return begin_; }
+    [[nodiscard]] std::size_t capacity() const { return capacity_; }
+    [[nodiscard]] bool empty() const { return begin_ == end_; }
+
+    void consume(std::size_t n) { begin_ += n; }
+    void commit(std::size_t n) { end_ += n; }
+
+    /// Moves unread bytes to the front so the whole free space is available.
+    void compact() {
+        if (begin_ == 0) return;
+        std::size_t n = end_ - begin_;
+        if (n != 0) std::memmove(storage_.get(), storage_.get() + begin_, n);
+        begin_ = 0;
+        end_ = n;
+    }
+
+    /// Makes room for a frame of `size` bytes (startup-phase messages only, bounded by the
+    /// caller's maximum); relayed messages never grow the buffer, they stream through.
+    void reserve_frame(std::size_t size) {
+        compact();
+        if (size <= capacity_) return;
+        std::unique_ptr<std::byte[]> bigger(new std::byte[size]);
+        std::memcpy(bigger.get(), storage_.get(), end_);
+        storage_ = std::move(bigger);
+        capacity_ = size;
+    }
+
+private:
+    std::unique_ptr<std::byte[]> storage_;
+    std::size_t capacity_;
+    std::size_t begin_ = 0;
+    std::size_t end_ = 0;
+};
+
+}  // namespace pglane::proxy

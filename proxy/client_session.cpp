@@ -1,0 +1,363 @@
+#include "proxy/client_session.hpp"
+
+#include "common/log.hpp"
+#include "protocol/framing.hpp"
+#include "proxy/cancel_registry.hpp"
+#include "routing/node_choice.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <fmt/format.h>
+
+namespace pglane::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+using protocol::sqlstate::admin_shutdown;
+using protocol::sqlstate::connection_failure;
+using protocol::sqlstate::protocol_violation;
+
+namespace {
+
+// Relay buffers: big enough that typical result sets move in few reads, small enough that
+// thousands of idle sessions stay cheap. Larger messages stream through (RelayCursor).
+constexpr std::size_t relay_buffer_bytes = 16 * 1024;
+// Server messages during authentication are small; a bound keeps a broken server from
+// making pglane allocate without limit.
+constexpr std::uint32_t max_auth_message_bytes = 1024 * 1024;
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::string describe_peer(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+}
+
+}  // namespace
+
+ClientSession::ClientSession(tcp::socket client, ListenerKind kind, SessionServices& services)
+    : services_(services),
+      kind_(kind),
+      id_(services.next_session_id++),
+      client_(std::move(client)),
+      server_(client_.get_executor()),
+      client_in_(relay_buffer_bytes),
+      server_in_(relay_buffer_bytes),
+      peer_(describe_peer(client_)),
+      fence_timer_(client_.get_executor()) {
+    boost::system::error_code ignored;
+    client_.set_option(tcp::no_delay(true), ignored);
+    services_.registry.add(this);
+    services_.counters.add(kind_, ListenerCounter::client_connections_total);
+    services_.counters.add(kind_, ListenerCounter::client_connections_active);
+}
+
+ClientSession::~ClientSession() {
+    services_.registry.remove(this);
+    services_.counters.add(kind_, ListenerCounter::client_connections_active, -1);
+    if (server_connected_ && node_) services_.counters.add(*node_, NodeCounter::server_connections_active, -1);
+    if (client_key_) services_.cancels.remove(*client_key_);
+}
+
+std::string ClientSession::node_name() const { return node_ ? node_address_.name : "-"; }
+
+asio::awaitable<void> ClientSession::run() {
+    std::optional<Disconnect> why;
+    try {
+        why = co_await startup();
+        if (!why) why = co_await relay();
+    } catch (const std::exception& e) {
+        why = Disconnect{std::string(protocol::sqlstate::internal_error), "pglane: internal error", e.what()};
+    }
+    co_await finish(*why);
+}
+
+void ClientSession::fence(Disconnect why) {
+    if (fence_) return;
+    fence_ = std::move(why);
+    fence_timer_.cancel();
+}
+
+void ClientSession::on_topology(const health::Topology& topology) {
+    if (!pinned_to_primary_ || !node_) return;
+    if (topology.primary == node_ && topology.primary_term == primary_term_) return;
+    std::string now = topology.primary ? topology.nodes.at(*topology.primary).address.name : std::string("none");
+    services_.counters.add(kind_, ListenerCounter::sessions_fenced_total);
+    fence({std::string(admin_shutdown),
+           fmt::format("pglane: the primary changed ({} is no longer the elected primary; now: {}); "
+                       "reconnect to reach the new primary",
+                       node_address_.name, now),
+           "primary_changed"});
+}
+
+// ---- startup phase ----------------------------------------------------------------------
+
+asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
+    asio::steady_timer deadline(client_.get_executor());
+    deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms));
+    auto phase = [this]() -> asio::awaitable<std::optional<Disconnect>> {
+        std::string startup_packet;
+        bool cancel_handled = false;
+        if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
+        if (cancel_handled) co_return Disconnect::quiet("cancel_request");
+        auto topology = services_.topology();
+        if (auto why = co_await connect_to_node(*topology)) co_return why;
+        if (!co_await write_all(server_, startup_packet)) {
+            co_return Disconnect{std::string(connection_failure),
+                                 fmt::format("pglane: could not send the startup packet to {}", node_name()),
+                                 "server_write_failed"};
+        }
+        co_return co_await relay_authentication();
+    };
+    auto result = co_await (phase() || deadline.async_wait(use_nothrow));
+    if (result.index() == 0) co_return std::get<0>(std::move(result));
+    services_.counters.add(kind_, ListenerCounter::client_startup_timeouts_total);
+    co_return Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
+                         "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
+}
+
+asio::awaitable<std::optional<Disconnect>> ClientSession::read_startup_packet(std::string& startup_packet,
+                                                                              bool& cancel_handled) {
+    for (;;) {
+        auto frame = co_await read_frame(client_, client_in_, true, services_.config.limits.max_startup_packet_bytes);
+        if (!frame) co_return Disconnect::quiet("client_left_during_startup");
+        if (frame->status == protocol::FrameStatus::malformed) {
+            services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+            co_return Disconnect{std::string(protocol_violation),
+                                 fmt::format("invalid length of startup packet ({})", frame->length),
+                                 "malformed_startup"};
+        }
+        protocol::StartupPacket packet = protocol::parse_startup(frame->body);
+        std::string_view raw = protocol::as_text(client_in_.unread().first(frame->size));
+        client_in_.consume(frame->size);
+        switch (packet.kind) {
+            case protocol::StartupKind::ssl_request:
+            case protocol::StartupKind::gssenc_request:
+                // Encryption is declined: clients with sslmode=prefer carry on in plaintext.
+                if (!co_await write_all(client_, "N")) co_return Disconnect::quiet("client_left_during_startup");
+                continue;
+            case protocol::StartupKind::cancel_request:
+                co_await forward_cancel({packet.process_id, packet.secret_key});
+                cancel_handled = true;
+                co_return std::nullopt;
+            case protocol::StartupKind::unsupported_version:
+                co_return Disconnect{std::string(protocol::sqlstate::feature_not_supported), packet.error,
+                                     "unsupported_protocol"};
+            case protocol::StartupKind::malformed:
+                services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+                co_return Disconnect{std::string(protocol_violation), packet.error, "malformed_startup"};
+            case protocol::StartupKind::startup:
+                startup_packet.assign(raw);
+                co_return std::nullopt;
+        }
+    }
+}
+
+asio::awaitable<std::optional<Disconnect>> ClientSession::connect_to_node(const health::Topology& topology) {
+    std::vector<std::size_t> candidates;
+    if (kind_ == ListenerKind::rw) {
+        if (auto primary = routing::choose_primary(topology)) candidates.push_back(*primary);
+    } else {
+        auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
+        candidates = routing::read_only_candidates(topology, turn, services_.config.ro_fallback_to_primary);
+    }
+    if (candidates.empty()) {
+        services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+        co_return Disconnect{std::string(connection_failure),
+                             routing::describe_unavailable(topology, kind_ == ListenerKind::rw), "no_node"};
+    }
+    std::string failures;
+    for (std::size_t index : candidates) {
+        const health::NodeStatus& node = topology.nodes.at(index);
+        if (co_await open_server_connection(node)) {
+            node_ = index;
+            node_address_ = node.address;
+            pinned_to_primary_ = topology.primary == index;
+            primary_term_ = topology.primary_term;
+            server_connected_ = true;
+            services_.counters.add(index, NodeCounter::sessions_routed_total);
+            services_.counters.add(index, NodeCounter::server_connections_active);
+            // A rw session must be fenced if the primary changed while it connected.
+            if (kind_ == ListenerKind::rw) on_topology(*services_.topology());
+            co_return std::nullopt;
+        }
+        services_.counters.add(index, NodeCounter::server_connect_errors_total);
+        failures += (failures.empty() ? "" : ", ") + node.address.name;
+    }
+    services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+    co_return Disconnect{std::string(connection_failure),
+                         fmt::format("pglane: could not connect to {} (tried: {})",
+                                     kind_ == ListenerKind::rw ? "the primary" : "any standby or the primary", failures),
+                         "server_connect_failed"};
+}
+
+asio::awaitable<bool> ClientSession::open_server_connection(const health::NodeStatus& node) {
+    auto executor = co_await asio::this_coro::executor;
+    boost::system::error_code ec;
+    std::vector<tcp::endpoint> endpoints;
+    auto address = asio::ip::make_address(node.address.host, ec);
+    if (!ec) {
+        endpoints.emplace_back(address, node.address.port);
+    } else {
+        tcp::resolver resolver(executor);
+        auto [rec, results] = co_await resolver.async_resolve(node.address.host, std::to_string(node.address.port),
+                                                              use_nothrow);
+        if (rec) {
+            log::warn("server_resolve_failed", {{"node", node.address.name}, {"error", rec.message()}});
+            co_return false;
+        }
+        for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    }
+    server_ = tcp::socket(executor);
+    asio::steady_timer timer(executor);
+    timer.expires_after(std::chrono::milliseconds(services_.config.limits.server_connect_timeout_ms));
+    auto result = co_await (asio::async_connect(server_, endpoints, use_nothrow) || timer.async_wait(use_nothrow));
+    if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
+        std::string error = result.index() == 0 ? std::get<0>(std::get<0>(result)).message() : "timed out";
+        log::warn("server_connect_failed", {{"session", id_}, {"node", node.address.name}, {"error", error}});
+        server_.close(ec);
+        co_return false;
+    }
+    server_.set_option(tcp::no_delay(true), ec);
+    co_return true;
+}
+
+asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication() {
+    std::string& out = scratch_;
+    for (;;) {
+        out.clear();
+        auto frame = co_await read_frame(server_, server_in_, false, max_auth_message_bytes);
+        if (!frame || frame->status == protocol::FrameStatus::malformed) {
+            co_return Disconnect{std::string(connection_failure),
+                                 fmt::format("pglane: server {} closed the connection during authentication",
+                                             node_name()),
+                                 "server_lost_during_auth"};
+        }
+        char tag = frame->tag;
+        std::optional<protocol::AuthenticationRequest> auth;
+        if (tag == 'K') {
+            auto key = protocol::read_backend_key_data(frame->body);
+            if (!key) co_return Disconnect{std::string(protocol_violation), "pglane: malformed BackendKeyData", "bad_key"};
+            client_key_ = services_.cancels.add(CancelTarget{node_address_.host, node_address_.port, node_address_.name, *key});
+            protocol::append_backend_key_data(out, *client_key_);
+        } else {
+            out.append(protocol::as_text(server_in_.unread().first(frame->size)));
+            if (tag == 'R') auth = protocol::read_authentication(frame->body);
+        }
+        server_in_.consume(frame->size);
+        if (!co_await write_all(client_, out)) co_return Disconnect::quiet("client_left_during_auth");
+        if (tag == 'E') co_return Disconnect::quiet("server_refused_session");
+        if (tag == 'Z') co_return std::nullopt;
+        // Any authentication request other than Ok and SASLFinal awaits the client's answer.
+        if (auth && auth->code != protocol::auth_ok && auth->code != protocol::auth_sasl_final) {
+            auto answer = co_await read_frame(client_, client_in_, false, max_auth_message_bytes);
+            if (!answer) co_return Disconnect::quiet("client_left_during_auth");
+            if (answer->status == protocol::FrameStatus::malformed || answer->tag != 'p') {
+                services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+                co_return Disconnect{std::string(protocol_violation),
+                                     "expected a password response during authentication", "bad_auth_response"};
+            }
+            std::string_view raw = protocol::as_text(client_in_.unread().first(answer->size));
+            bool sent = co_await write_all(server_, raw);
+            client_in_.consume(answer->size);
+            if (!sent) co_return Disconnect{std::string(connection_failure), "pglane: server lost during authentication",
+                                            "server_lost_during_auth"};
+        }
+    }
+}
+
+asio::awaitable<void> ClientSession::forward_cancel(protocol::BackendKey key) {
+    services_.counters.add(kind_, ListenerCounter::cancel_requests_total);
+    auto target = services_.cancels.find(key);
+    if (!target) {
+        log::info("cancel_request_unmatched", {{"client", peer_}, {"process_id", key.process_id}});
+        co_return;
+    }
+    health::NodeStatus node;
+    node.address = {target->node, target->host, target->port};
+    if (!co_await open_server_connection(node)) co_return;
+    std::string packet;
+    protocol::append_cancel_request(packet, target->server_key);
+    bool sent = co_await write_all(server_, packet);
+    boost::system::error_code ec;
+    server_.close(ec);
+    if (sent) services_.counters.add(kind_, ListenerCounter::cancel_requests_forwarded_total);
+    log::info("cancel_request_forwarded", {{"client", peer_}, {"node", target->node}, {"sent", sent}});
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+asio::awaitable<std::optional<protocol::Frame>> ClientSession::read_frame(tcp::socket& socket, ByteBuffer& in,
+                                                                          bool startup, std::uint32_t max) {
+    for (;;) {
+        protocol::Frame frame = startup ? protocol::frame_startup(in.unread(), max) : protocol::frame_message(in.unread(), max);
+        if (frame.status != protocol::FrameStatus::need_more) co_return frame;
+        if (frame.header_known()) {
+            in.reserve_frame(frame.size);
+        } else {
+            in.compact();
+        }
+        auto [ec, n] = co_await socket.async_read_some(free_buffer(in), use_nothrow);
+        if (ec) co_return std::nullopt;
+        in.commit(n);
+    }
+}
+
+asio::awaitable<bool> ClientSession::write_all(tcp::socket& socket, std::string_view bytes) {
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
+    co_return !ec;
+}
+
+asio::awaitable<void> ClientSession::finish(const Disconnect& why) {
+    boost::system::error_code ec;
+    if (!why.sqlstate.empty() && client_.is_open()) {
+        std::string error;
+        protocol::append_error_response(error, "FATAL", why.sqlstate, why.message);
+        asio::steady_timer timer(client_.get_executor());
+        timer.expires_after(std::chrono::seconds(1));
+        co_await (asio::async_write(client_, asio::buffer(error), use_nothrow) || timer.async_wait(use_nothrow));
+    }
+    if (server_connected_ && server_.is_open() && !client_terminated_) {
+        // Say goodbye so the server ends the session cleanly instead of logging a lost client.
+        std::string terminate;
+        protocol::append_terminate(terminate);
+        server_.non_blocking(true, ec);
+        server_.write_some(asio::buffer(terminate), ec);
+    }
+    server_.close(ec);
+    client_.shutdown(tcp::socket::shutdown_both, ec);
+    client_.close(ec);
+    bool expected = why.sqlstate.empty() && (why.reason == "client_terminated" || why.reason == "cancel_request");
+    auto fields = {log::Field{"session", id_},
+                   log::Field{"listener", to_string(kind_)},
+                   log::Field{"client", peer_},
+                   log::Field{"node", node_name()},
+                   log::Field{"reason", why.reason},
+                   log::Field{"sqlstate", why.sqlstate.empty() ? "-" : why.sqlstate},
+                   log::Field{"message", why.message}};
+    if (expected) {
+        if (log::level() <= log::Level::debug) log::write(log::Level::debug, "session_closed", fields);
+    } else {
+        log::write(log::Level::info, "session_closed", fields);
+    }
+}
+
+// ---- registry ---------------------------------------------------------------------------
+
+void SessionRegistry::on_topology(const health::Topology& topology) {
+    // Copy first: fencing never erases synchronously, but keep iteration independent anyway.
+    std::vector<ClientSession*> sessions(sessions_.begin(), sessions_.end());
+    for (ClientSession* session : sessions) session->on_topology(topology);
+}
+
+void SessionRegistry::close_all(const Disconnect& why) {
+    std::vector<ClientSession*> sessions(sessions_.begin(), sessions_.end());
+    for (ClientSession* session : sessions) session->fence(why);
+}
+
+asio::awaitable<void> serve_client(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+    ClientSession session(std::move(socket), kind, services);
+    co_await session.run();
+}
+
+}  // namespace pglane::proxy

@@ -1,0 +1,128 @@
+#pragma once
+// One client connection, served by one coroutine top to bottom: startup packets (SSL and
+// GSS encryption declined until TLS lands), node choice, server connection, relayed
+// authentication, then the relay loop, and a disconnect that always carries a reason.
+
+#include "health/topology.hpp"
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
+#include "proxy/byte_buffer.hpp"
+#include "proxy/config.hpp"
+#include "proxy/counters.hpp"
+
+#include <boost/asio.hpp>
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+namespace pglane::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class CancelRegistry;
+
+/// The free space of a receive buffer as an Asio buffer.
+[[nodiscard]] inline asio::mutable_buffer free_buffer(ByteBuffer& in) {
+    auto space = in.free_space();
+    return {space.data(), space.size()};
+}
+class SessionRegistry;
+
+/// Why a session ended. An empty sqlstate closes quietly (the client left, or already got
+/// the server's own ErrorResponse); otherwise the client gets a FATAL ErrorResponse.
+struct Disconnect {
+    std::string sqlstate;
+    std::string message;
+    std::string reason;   // short key=value-friendly cause for the log
+
+    [[nodiscard]] static Disconnect quiet(std::string reason) { return {{}, {}, std::move(reason)}; }
+};
+
+/// What a worker lends each of its sessions. All references outlive the sessions.
+struct SessionServices {
+    const Config& config;
+    std::function<health::TopologyPtr()> topology;
+    CancelRegistry& cancels;
+    Counters& counters;
+    std::atomic<std::uint64_t>& read_only_turn;   // shared by all workers: one rotation
+    SessionRegistry& registry;
+    std::uint64_t next_session_id = 1;            // worker-local
+};
+
+/// One client session. Lives in its coroutine's frame; owned and touched by one worker thread.
+class ClientSession {
+public:
+    ClientSession(tcp::socket client, ListenerKind kind, SessionServices& services);
+    ~ClientSession();
+    ClientSession(const ClientSession&) = delete;
+    ClientSession& operator=(const ClientSession&) = delete;
+
+    asio::awaitable<void> run();
+
+    /// Ends the session with `why` at the next opportunity (topology change, shutdown).
+    void fence(Disconnect why);
+    /// Fences a rw session whose primary is no longer the elected one in `topology`.
+    void on_topology(const health::Topology& topology);
+
+private:
+    asio::awaitable<std::optional<Disconnect>> startup();
+    asio::awaitable<std::optional<Disconnect>> read_startup_packet(std::string& startup_packet, bool& cancel_handled);
+    asio::awaitable<std::optional<Disconnect>> connect_to_node(const health::Topology& topology);
+    asio::awaitable<bool> open_server_connection(const health::NodeStatus& node);
+    asio::awaitable<std::optional<Disconnect>> relay_authentication();
+    asio::awaitable<void> forward_cancel(protocol::BackendKey key);
+    asio::awaitable<Disconnect> relay();
+    asio::awaitable<Disconnect> client_to_server();
+    asio::awaitable<Disconnect> server_to_client();
+    asio::awaitable<Disconnect> wait_for_fence();
+    asio::awaitable<void> finish(const Disconnect& why);
+
+    [[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in,
+                                                                             bool startup, std::uint32_t max);
+    [[nodiscard]] asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes);
+    [[nodiscard]] std::string node_name() const;
+
+    SessionServices& services_;
+    ListenerKind kind_;
+    std::uint64_t id_;
+    tcp::socket client_;
+    tcp::socket server_;
+    ByteBuffer client_in_;
+    ByteBuffer server_in_;
+    std::string scratch_;
+    std::string peer_;
+    std::optional<std::size_t> node_;
+    health::NodeAddress node_address_;
+    std::uint64_t primary_term_ = 0;
+    bool pinned_to_primary_ = false;
+    std::optional<protocol::BackendKey> client_key_;
+    protocol::TransactionStatus transaction_ = protocol::TransactionStatus::idle;
+    char last_server_tag_ = 0;
+    bool client_terminated_ = false;
+    bool server_connected_ = false;
+    asio::steady_timer fence_timer_;
+    std::optional<Disconnect> fence_;
+};
+
+/// The sessions of one worker, so a topology change or shutdown can reach them.
+/// Touched by that worker's thread only.
+class SessionRegistry {
+public:
+    void add(ClientSession* session) { sessions_.insert(session); }
+    void remove(ClientSession* session) { sessions_.erase(session); }
+    void on_topology(const health::Topology& topology);
+    void close_all(const Disconnect& why);
+    [[nodiscard]] std::size_t size() const { return sessions_.size(); }
+
+private:
+    std::unordered_set<ClientSession*> sessions_;
+};
+
+/// Serves one accepted connection; the coroutine frame owns the session.
+asio::awaitable<void> serve_client(tcp::socket socket, ListenerKind kind, SessionServices& services);
+
+}  // namespace pglane::proxy

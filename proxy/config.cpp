@@ -1,0 +1,176 @@
+#include "proxy/config.hpp"
+
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace pglane::proxy {
+
+using nlohmann::json;
+
+std::string Endpoint::to_string() const { return fmt::format("{}:{}", host, port); }
+
+std::string_view to_string(ListenerKind kind) { return kind == ListenerKind::rw ? "rw" : "ro"; }
+
+namespace {
+
+[[noreturn]] void fail(const std::string& key, const std::string& why) {
+    throw ConfigError(fmt::format("config key \"{}\": {}", key, why));
+}
+
+void reject_unknown_keys(const json& object, const std::string& where, std::initializer_list<const char*> known) {
+    for (auto it = object.begin(); it != object.end(); ++it) {
+        bool ok = false;
+        for (const char* k : known) ok = ok || it.key() == k;
+        if (!ok) fail(where.empty() ? it.key() : where + "." + it.key(), "unknown key");
+    }
+}
+
+const json* find_object(const json& parent, const char* name, const std::string& key) {
+    auto it = parent.find(name);
+    if (it == parent.end()) return nullptr;
+    if (!it->is_object()) fail(key, "must be an object");
+    return &*it;
+}
+
+template <typename T>
+void read(const json& parent, const char* name, const std::string& key, T& out) {
+    auto it = parent.find(name);
+    if (it == parent.end()) return;
+    try {
+        out = it->get<T>();
+    } catch (const json::exception&) {
+        fail(key, "has the wrong type");
+    }
+}
+
+template <typename T>
+void read_int(const json& parent, const char* name, const std::string& key, T& out, long long min, long long max) {
+    auto it = parent.find(name);
+    if (it == parent.end()) return;
+    if (!it->is_number_integer() && !it->is_number_unsigned()) fail(key, "must be an integer");
+    long long v = it->get<long long>();
+    if (v < min || v > max) fail(key, fmt::format("must be between {} and {}", min, max));
+    out = static_cast<T>(v);
+}
+
+std::uint16_t parse_port(const std::string& text, const std::string& key) {
+    try {
+        std::size_t used = 0;
+        int port = std::stoi(text, &used);
+        if (used == text.size() && port > 0 && port < 65536) return static_cast<std::uint16_t>(port);
+    } catch (const std::exception&) {
+    }
+    fail(key, fmt::format("\"{}\" is not a port number", text));
+}
+
+Endpoint parse_endpoint(const json& value, const std::string& key) {
+    if (!value.is_string()) fail(key, "must be a \"host:port\" string");
+    auto text = value.get<std::string>();
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) fail(key, fmt::format("\"{}\" is not host:port", text));
+    Endpoint e{text.substr(0, colon), parse_port(text.substr(colon + 1), key)};
+    if (e.host.size() > 2 && e.host.front() == '[' && e.host.back() == ']') e.host = e.host.substr(1, e.host.size() - 2);
+    return e;
+}
+
+void parse_listen(const json& root, Config& config) {
+    const json* listen = find_object(root, "listen", "listen");
+    if (!listen) fail("listen", "is required (give at least one of listen.rw, listen.ro)");
+    reject_unknown_keys(*listen, "listen", {"rw", "ro"});
+    if (listen->contains("rw")) config.listen_rw = parse_endpoint(listen->at("rw"), "listen.rw");
+    if (listen->contains("ro")) config.listen_ro = parse_endpoint(listen->at("ro"), "listen.ro");
+    if (!config.listen_rw && !config.listen_ro) fail("listen", "names no port (give listen.rw and/or listen.ro)");
+    if (root.contains("metrics_listen")) config.metrics_listen = parse_endpoint(root.at("metrics_listen"), "metrics_listen");
+}
+
+void parse_nodes(const json& root, Config& config) {
+    auto it = root.find("nodes");
+    if (it == root.end()) fail("nodes", "is required");
+    if (!it->is_array() || it->empty()) fail("nodes", "must be a non-empty array");
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        const json& node = (*it)[i];
+        std::string key = fmt::format("nodes[{}]", i);
+        if (!node.is_object()) fail(key, "must be an object");
+        reject_unknown_keys(node, key, {"name", "host", "port"});
+        health::NodeAddress address;
+        read(node, "name", key + ".name", address.name);
+        read(node, "host", key + ".host", address.host);
+        read_int(node, "port", key + ".port", address.port, 1, 65535);
+        if (address.name.empty()) fail(key + ".name", "is required");
+        if (address.host.empty()) fail(key + ".host", "is required");
+        if (address.port == 0) fail(key + ".port", "is required");
+        if (!names.insert(address.name).second) fail(key + ".name", fmt::format("\"{}\" is used twice", address.name));
+        config.nodes.push_back(std::move(address));
+    }
+}
+
+void parse_health(const json& root, Config& config) {
+    const json* h = find_object(root, "health", "health");
+    if (!h) return;
+    reject_unknown_keys(*h, "health", {"interval_ms", "timeout_ms", "failures_before_down", "user", "password",
+                                       "dbname", "max_lag_bytes", "max_lag_seconds"});
+    health::Settings& s = config.health;
+    read_int(*h, "interval_ms", "health.interval_ms", s.interval_ms, 50, 3'600'000);
+    read_int(*h, "timeout_ms", "health.timeout_ms", s.timeout_ms, 0, 3'600'000);
+    read_int(*h, "failures_before_down", "health.failures_before_down", s.failures_before_down, 1, 1000);
+    read(*h, "user", "health.user", s.user);
+    read(*h, "password", "health.password", s.password);
+    read(*h, "dbname", "health.dbname", s.dbname);
+    read_int(*h, "max_lag_bytes", "health.max_lag_bytes", s.max_lag_bytes, 0, (1LL << 62));
+    read(*h, "max_lag_seconds", "health.max_lag_seconds", s.max_lag_seconds);
+    if (s.max_lag_seconds < 0) fail("health.max_lag_seconds", "must not be negative");
+    if (s.user.empty()) fail("health.user", "must not be empty");
+}
+
+void parse_limits(const json& root, Config& config) {
+    const json* l = find_object(root, "limits", "limits");
+    if (!l) return;
+    reject_unknown_keys(*l, "limits", {"max_message_bytes", "startup_timeout_ms", "server_connect_timeout_ms"});
+    read_int(*l, "max_message_bytes", "limits.max_message_bytes", config.limits.max_message_bytes, 10'000,
+             1024LL * 1024 * 1024 - 1);
+    read_int(*l, "startup_timeout_ms", "limits.startup_timeout_ms", config.limits.startup_timeout_ms, 100, 3'600'000);
+    read_int(*l, "server_connect_timeout_ms", "limits.server_connect_timeout_ms",
+             config.limits.server_connect_timeout_ms, 100, 3'600'000);
+}
+
+}  // namespace
+
+Config parse_config(const std::string& json_text) {
+    json root;
+    try {
+        root = json::parse(json_text);
+    } catch (const json::parse_error& e) {
+        throw ConfigError(fmt::format("config is not valid JSON: {}", e.what()));
+    }
+    if (!root.is_object()) throw ConfigError("config must be a JSON object");
+    reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
+                                   "workers", "log_level", "limits"});
+    Config config;
+    parse_listen(root, config);
+    parse_nodes(root, config);
+    parse_health(root, config);
+    parse_limits(root, config);
+    read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
+    read_int(root, "workers", "workers", config.workers, 0, 256);
+    read(root, "log_level", "log_level", config.log_level);
+    log::Level level;
+    if (!log::parse_level(config.log_level, level)) fail("log_level", "must be one of debug, info, warn, error");
+    return config;
+}
+
+Config load_config(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw ConfigError(fmt::format("cannot read config file \"{}\"", path));
+    std::stringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str());
+}
+
+}  // namespace pglane::proxy

@@ -1,0 +1,64 @@
+#pragma once
+// The configuration file (JSON), parsed and validated once. Errors name the key.
+
+#include "health/settings.hpp"
+#include "health/topology.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pglane::proxy {
+
+/// host:port a listener binds or a client connects to.
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+
+    [[nodiscard]] std::string to_string() const;
+};
+
+/// The ports users connect to. See ARCHITECTURE.md, "What a user sees".
+enum class ListenerKind { rw, ro };
+inline constexpr std::size_t listener_kind_count = 2;
+
+[[nodiscard]] std::string_view to_string(ListenerKind kind);
+
+struct Limits {
+    std::uint32_t max_message_bytes = 1024u * 1024u * 1024u - 1;  // PostgreSQL's own MaxAllocSize
+    std::uint32_t max_startup_packet_bytes = 10'000;              // as PostgreSQL's postmaster
+    int startup_timeout_ms = 15'000;
+    int server_connect_timeout_ms = 5'000;
+};
+
+struct Config {
+    std::optional<Endpoint> listen_rw;
+    std::optional<Endpoint> listen_ro;
+    std::optional<Endpoint> metrics_listen;
+    std::vector<health::NodeAddress> nodes;
+    health::Settings health;
+    bool ro_fallback_to_primary = true;
+    int workers = 0;  // 0: one per core
+    std::string log_level = "info";
+    Limits limits;
+
+    [[nodiscard]] const std::optional<Endpoint>& listener(ListenerKind kind) const {
+        return kind == ListenerKind::rw ? listen_rw : listen_ro;
+    }
+};
+
+/// A config that cannot be used; what() names the offending key.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Parses and validates JSON text. Throws ConfigError.
+[[nodiscard]] Config parse_config(const std::string& json_text);
+
+/// Reads and parses a file. Throws ConfigError (also for unreadable files).
+[[nodiscard]] Config load_config(const std::string& path);
+
+}  // namespace pglane::proxy

@@ -1,0 +1,83 @@
+#pragma once
+// Every counter pglane exports, declared once: each list entry yields the enum value, the
+// Prometheus name and help text, and the /status JSON key. Workers count into their own
+// Counters (relaxed atomics, no sharing on the hot path); a scrape sums them.
+
+#include "proxy/config.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace pglane::proxy {
+
+// X(name, prometheus type, help)
+#define PGLANE_LISTENER_COUNTERS(X)                                                                       \
+    X(client_connections_total, "counter", "Client connections accepted on the listener")                 \
+    X(client_connections_active, "gauge", "Client connections open now on the listener")                  \
+    X(client_protocol_errors_total, "counter", "Clients disconnected for malformed protocol input (08P01)") \
+    X(client_unrouted_total, "counter", "Clients refused because no node could serve them")               \
+    X(client_startup_timeouts_total, "counter", "Clients dropped for not completing startup in time")     \
+    X(sessions_fenced_total, "counter", "Sessions closed because their primary stopped being elected")    \
+    X(cancel_requests_total, "counter", "CancelRequests received")                                        \
+    X(cancel_requests_forwarded_total, "counter", "CancelRequests that matched a session and were forwarded")
+
+#define PGLANE_NODE_COUNTERS(X)                                                                           \
+    X(sessions_routed_total, "counter", "Client sessions routed to the node")                             \
+    X(server_connect_errors_total, "counter", "Failed attempts to open a server connection to the node")  \
+    X(server_connections_active, "gauge", "Server connections open now to the node")
+
+#define PGLANE_COUNTER_ENUM(name, type, help) name,
+enum class ListenerCounter : std::size_t { PGLANE_LISTENER_COUNTERS(PGLANE_COUNTER_ENUM) count };
+enum class NodeCounter : std::size_t { PGLANE_NODE_COUNTERS(PGLANE_COUNTER_ENUM) count };
+#undef PGLANE_COUNTER_ENUM
+
+struct CounterInfo {
+    std::string_view name;
+    std::string_view type;
+    std::string_view help;
+};
+
+#define PGLANE_COUNTER_INFO(name, type, help) CounterInfo{#name, type, help},
+inline constexpr std::array listener_counter_info{PGLANE_LISTENER_COUNTERS(PGLANE_COUNTER_INFO)};
+inline constexpr std::array node_counter_info{PGLANE_NODE_COUNTERS(PGLANE_COUNTER_INFO)};
+#undef PGLANE_COUNTER_INFO
+
+inline constexpr std::size_t listener_counter_count = static_cast<std::size_t>(ListenerCounter::count);
+inline constexpr std::size_t node_counter_count = static_cast<std::size_t>(NodeCounter::count);
+
+/// Counter values summed over workers.
+struct CounterTotals {
+    std::array<std::array<std::uint64_t, listener_counter_count>, listener_kind_count> listener{};
+    std::vector<std::array<std::uint64_t, node_counter_count>> node;
+};
+
+/// One worker's counters. Written by that worker's thread, read by the metrics thread.
+class Counters {
+public:
+    explicit Counters(std::size_t node_count);
+
+    void add(ListenerKind kind, ListenerCounter counter, std::int64_t delta = 1) {
+        listener_[static_cast<std::size_t>(kind)][static_cast<std::size_t>(counter)].fetch_add(
+            static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+    }
+    void add(std::size_t node, NodeCounter counter, std::int64_t delta = 1) {
+        if (node >= node_count_) return;
+        nodes_[node][static_cast<std::size_t>(counter)].fetch_add(static_cast<std::uint64_t>(delta),
+                                                                 std::memory_order_relaxed);
+    }
+
+    /// Adds this worker's values into `totals` (sized for the node count by the caller).
+    void sum_into(CounterTotals& totals) const;
+
+private:
+    using ListenerRow = std::array<std::atomic<std::uint64_t>, listener_counter_count>;
+    using NodeRow = std::array<std::atomic<std::uint64_t>, node_counter_count>;
+    std::array<ListenerRow, listener_kind_count> listener_{};
+    std::size_t node_count_;
+    std::unique_ptr<NodeRow[]> nodes_;
+};
+
+}  // namespace pglane::proxy

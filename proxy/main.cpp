@@ -1,0 +1,78 @@
+// pglane: PostgreSQL wire-protocol proxy and load balancer for an HA cluster.
+
+#include "common/log.hpp"
+#include "pglane_version.hpp"
+#include "proxy/config.hpp"
+#include "proxy/server.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace {
+
+constexpr const char* usage = R"(usage: pglane --config FILE          run the proxy
+       pglane --check-config --config FILE   validate FILE and exit (0 valid, 1 invalid)
+       pglane --version                print the version
+       pglane --help                   print this help
+
+pglane accepts PostgreSQL clients on the ports in the config's "listen" section:
+  listen.rw   every session goes to the elected primary (and is closed if it changes)
+  listen.ro   every session goes to a healthy standby, round-robin (primary as fallback)
+and serves /metrics, /status and /health on "metrics_listen".
+Logs go to stderr, one event a line. See README.md for the configuration keys.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--version") {
+            std::printf("pglane %s\n", pglane::version);
+            return 0;
+        }
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(usage, stdout);
+            return 0;
+        }
+        if (arg == "--check-config") {
+            check_only = true;
+        } else if (arg == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (arg.starts_with("--config=")) {
+            config_path = std::string(arg.substr(9));
+        } else {
+            std::fprintf(stderr, "pglane: unknown argument \"%s\"\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (config_path.empty()) {
+        std::fputs(usage, stderr);
+        return 2;
+    }
+    pglane::proxy::Config config;
+    try {
+        config = pglane::proxy::load_config(config_path);
+    } catch (const pglane::proxy::ConfigError& e) {
+        std::fprintf(stderr, "pglane: invalid config %s: %s\n", config_path.c_str(), e.what());
+        return 1;
+    }
+    if (check_only) {
+        std::printf("pglane: config %s is valid\n", config_path.c_str());
+        return 0;
+    }
+    pglane::log::Level level = pglane::log::Level::info;
+    (void)pglane::log::parse_level(config.log_level, level);
+    pglane::log::set_level(level);
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        return pglane::proxy::run_server(config);
+    } catch (const std::exception& e) {
+        pglane::log::error("pglane_failed", {{"error", e.what()}});
+        return 1;
+    }
+}

@@ -1,0 +1,108 @@
+#include "proxy/server.hpp"
+
+#include "common/log.hpp"
+#include "health/checker.hpp"
+#include "proxy/cancel_registry.hpp"
+#include "proxy/http_server.hpp"
+#include "proxy/status.hpp"
+#include "proxy/worker.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <thread>
+
+namespace pglane::proxy {
+
+namespace {
+
+int worker_count(const Config& config) {
+    if (config.workers > 0) return config.workers;
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+CounterTotals sum_counters(const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count) {
+    CounterTotals totals;
+    totals.node.resize(node_count);
+    for (const auto& worker : workers) worker->counters().sum_into(totals);
+    return totals;
+}
+
+HttpResponse answer_http(std::string_view path, const health::HealthChecker& health,
+                         const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count) {
+    auto topology = health.topology();
+    if (path == "/metrics") {
+        return {200, "text/plain; version=0.0.4; charset=utf-8",
+                render_metrics(*topology, sum_counters(workers, node_count))};
+    }
+    if (path == "/status") {
+        return {200, "application/json", render_status(*topology, sum_counters(workers, node_count)).dump(2) + "\n"};
+    }
+    if (path == "/health") {
+        // Ready when writes can be served: what a load balancer in front of pglane asks.
+        if (topology->primary) return {200, "text/plain; charset=utf-8", "ok\n"};
+        return {503, "text/plain; charset=utf-8", "no primary\n"};
+    }
+    return {404, "text/plain; charset=utf-8", "not found: try /metrics, /status or /health\n"};
+}
+
+// Routing before the first probe round would refuse every client: wait for it, bounded.
+void wait_for_first_round(const health::HealthChecker& health, const Config& config) {
+    auto limit = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.health.probe_timeout_ms() + 1000);
+    while (health.topology()->version == 0 && std::chrono::steady_clock::now() < limit) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+}  // namespace
+
+int run_server(const Config& config) {
+    health::HealthChecker health(config.health, config.nodes);
+    CancelRegistry cancels;
+    std::atomic<std::uint64_t> read_only_turn{0};
+
+    std::vector<std::unique_ptr<Worker>> workers;
+    int count = worker_count(config);
+    for (int i = 0; i < count; ++i) {
+        auto worker = std::make_unique<Worker>(config, [&health] { return health.topology(); }, cancels, read_only_turn);
+        for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro}) {
+            if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
+        }
+        workers.push_back(std::move(worker));
+    }
+    std::unique_ptr<HttpServer> http;
+    if (config.metrics_listen) {
+        http = std::make_unique<HttpServer>(*config.metrics_listen, [&](std::string_view path) {
+            return answer_http(path, health, workers, config.nodes.size());
+        });
+    }
+
+    health.on_change([&workers](const health::TopologyPtr& topology) {
+        for (auto& worker : workers) worker->publish_topology(topology);
+    });
+    health.start();
+    wait_for_first_round(health, config);
+    for (auto& worker : workers) worker->start();
+    if (http) http->start();
+    log::info("pglane_started", {{"workers", count},
+                                 {"rw", config.listen_rw ? config.listen_rw->to_string() : "-"},
+                                 {"ro", config.listen_ro ? config.listen_ro->to_string() : "-"},
+                                 {"metrics", config.metrics_listen ? config.metrics_listen->to_string() : "-"}});
+
+    asio::io_context signals_io{1};
+    asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+    int received = 0;
+    signals.async_wait([&](const boost::system::error_code&, int signal) { received = signal; });
+    signals_io.run();
+
+    log::info("pglane_stopping", {{"signal", received == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    for (auto& worker : workers) {
+        worker->shutdown({std::string(protocol::sqlstate::admin_shutdown), "pglane is shutting down", "shutdown"});
+    }
+    for (auto& worker : workers) worker->join();
+    if (http) http->stop();
+    health.stop();
+    log::info("pglane_stopped");
+    return 0;
+}
+
+}  // namespace pglane::proxy

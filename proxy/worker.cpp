@@ -1,0 +1,84 @@
+#include "proxy/worker.hpp"
+
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+
+namespace pglane::proxy {
+
+namespace {
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+}  // namespace
+
+Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
+               std::atomic<std::uint64_t>& read_only_turn)
+    : counters_(config.nodes.size()),
+      services_{config, std::move(topology), cancels, counters_, read_only_turn, registry_} {}
+
+Worker::~Worker() {
+    io_.stop();
+    join();
+}
+
+void Worker::listen(ListenerKind kind, const Endpoint& endpoint) {
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(endpoint.host, ec);
+    if (ec) {
+        tcp::resolver resolver(io_);
+        auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), ec);
+        if (ec || results.empty())
+            throw std::system_error(ec, fmt::format("cannot resolve listen address {}", endpoint.to_string()));
+        address = results.begin()->endpoint().address();
+    }
+    tcp::endpoint where(address, endpoint.port);
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    acceptor->open(where.protocol());
+    acceptor->set_option(tcp::acceptor::reuse_address(true));
+    acceptor->set_option(reuse_port(true));
+    acceptor->bind(where, ec);
+    if (ec) throw std::system_error(ec, fmt::format("cannot listen on {} ({})", endpoint.to_string(), to_string(kind)));
+    acceptor->listen(asio::socket_base::max_listen_connections);
+    acceptors_.emplace_back(std::move(acceptor), kind);
+}
+
+void Worker::start() {
+    for (auto& [acceptor, kind] : acceptors_) {
+        asio::co_spawn(io_, accept_loop(*acceptor, kind), asio::detached);
+    }
+    thread_ = std::thread([this] { io_.run(); });
+}
+
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, ListenerKind kind) {
+    while (!stopping_) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || stopping_) co_return;
+            // Out of file descriptors and the like: log, breathe, keep serving.
+            log::error("accept_failed", {{"listener", to_string(kind)}, {"error", ec.message()}});
+            asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+            co_await pause.async_wait(use_nothrow);
+            continue;
+        }
+        asio::co_spawn(io_, serve_client(std::move(socket), kind, services_), asio::detached);
+    }
+}
+
+void Worker::publish_topology(health::TopologyPtr topology) {
+    asio::post(io_, [this, topology = std::move(topology)] { registry_.on_topology(*topology); });
+}
+
+void Worker::shutdown(Disconnect why) {
+    asio::post(io_, [this, why = std::move(why)] {
+        stopping_ = true;
+        boost::system::error_code ec;
+        for (auto& [acceptor, kind] : acceptors_) acceptor->close(ec);
+        registry_.close_all(why);
+    });
+}
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace pglane::proxy

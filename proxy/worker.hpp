@@ -1,0 +1,45 @@
+#pragma once
+// A worker thread: its own io_context, its own listening socket per port (SO_REUSEPORT,
+// so the kernel spreads connections), and every session it accepted for their whole life.
+
+#include "proxy/client_session.hpp"
+
+#include <boost/asio.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace pglane::proxy {
+
+/// Owns one io_context and everything on it. Other threads reach it only through post().
+class Worker {
+public:
+    Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
+           std::atomic<std::uint64_t>& read_only_turn);
+    ~Worker();
+
+    /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.
+    void listen(ListenerKind kind, const Endpoint& endpoint);
+    void start();
+    /// Thread-safe: fences rw sessions whose primary changed.
+    void publish_topology(health::TopologyPtr topology);
+    /// Thread-safe: stop accepting and close every session with `why`.
+    void shutdown(Disconnect why);
+    void join();
+
+    [[nodiscard]] const Counters& counters() const { return counters_; }
+
+private:
+    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind);
+
+    asio::io_context io_{1};
+    Counters counters_;
+    SessionRegistry registry_;
+    SessionServices services_;
+    std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
+    std::thread thread_;
+    bool stopping_ = false;
+};
+
+}  // namespace pglane::proxy
