@@ -1,0 +1,132 @@
+"""Runs a real pglane process for integration tests: writes its config, starts
+build/pglane, waits until its ports answer, and stops it (SIGTERM, then SIGKILL)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("PGLANE_BINARY", os.path.join(ROOT, "build", "pglane"))
+SUPERUSER_PASSWORD = os.environ.get("PGLANE_SUPERUSER_PASSWORD", "postgres")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Pglane:
+    """One pglane in front of a LocalCluster. `overrides` deep-merges into the config."""
+
+    def __init__(self, cluster, overrides=None):
+        self.cluster = cluster
+        self.rw_port = free_port()
+        self.ro_port = free_port()
+        self.metrics_port = free_port()
+        self.config = {
+            "listen": {"rw": f"127.0.0.1:{self.rw_port}", "ro": f"127.0.0.1:{self.ro_port}"},
+            "metrics_listen": f"127.0.0.1:{self.metrics_port}",
+            "nodes": [{"name": n, "host": "127.0.0.1", "port": cluster.port(n)} for n in ("n0", "n1", "n2")],
+            "health": {"interval_ms": 200, "failures_before_down": 2, "user": "postgres",
+                       "password": SUPERUSER_PASSWORD, "dbname": "postgres"},
+            "workers": 2,
+        }
+        merge(self.config, overrides or {})
+        self.dir = tempfile.mkdtemp(prefix="pglane-test-")
+        self.config_path = os.path.join(self.dir, "pglane.json")
+        self.log_path = os.path.join(self.dir, "pglane.log")
+        self.process = None
+
+    def start(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen([BINARY, "--config", self.config_path], stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        for port in (self.rw_port, self.ro_port, self.metrics_port):
+            wait_for_port(port)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process:
+            self.log.close()
+        return self.process.returncode if self.process else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def dsn(self, port, user="postgres", password=None, dbname="postgres", **extra):
+        password = SUPERUSER_PASSWORD if password is None else password
+        parts = [f"host=127.0.0.1 port={port} user={user} dbname={dbname} password={password}"]
+        parts += [f"{k}={v}" for k, v in extra.items()]
+        return " ".join(parts)
+
+    def rw_dsn(self, **kw):
+        return self.dsn(self.rw_port, **kw)
+
+    def ro_dsn(self, **kw):
+        return self.dsn(self.ro_port, **kw)
+
+    def http(self, path):
+        """(status, body text) of a GET on the metrics port."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def status(self):
+        return json.loads(self.http("/status")[1])
+
+    def node(self, name):
+        return next(n for n in self.status()["nodes"] if n["name"] == name)
+
+    def wait_until(self, predicate, timeout=15.0, what="condition"):
+        """Polls predicate(status) until true; bounded."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.status()
+            if predicate(last):
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status: {json.dumps(last)[:2000]}")
+
+
+def merge(base, extra):
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
