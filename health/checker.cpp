@@ -1,0 +1,143 @@
+#include "health/checker.hpp"
+
+#include "common/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+
+namespace pglane::health {
+namespace asio = boost::asio;
+using asio::use_awaitable;
+
+namespace {
+
+// Probes report expected failures as values; anything thrown is a bug, logged once here.
+[[nodiscard]] Observation failed_probe(const std::exception_ptr& failure) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        log::error("health_probe_threw", {{"error", e.what()}});
+        return Observation::failure(e.what());
+    } catch (...) {
+        return Observation::failure("probe threw");
+    }
+}
+
+}  // namespace
+
+HealthChecker::HealthChecker(Settings settings, std::vector<NodeAddress> nodes)
+    : settings_(settings), interval_timer_(io_), state_(settings, nodes) {
+    probes_.reserve(nodes.size());
+    for (auto& node : nodes) {
+        probes_.push_back(std::make_unique<NodeProbe>(io_.get_executor(), std::move(node), settings));
+    }
+    topology_.store(std::make_shared<const Topology>(state_.current()));
+}
+
+HealthChecker::~HealthChecker() { stop(); }
+
+void HealthChecker::start() {
+    if (thread_.joinable()) return;
+    asio::co_spawn(io_, run(), [this](std::exception_ptr failure) {
+        if (failure) {
+            try {
+                std::rethrow_exception(failure);
+            } catch (const std::exception& e) {
+                log::error("health_checker_failed", {{"error", e.what()}});
+            }
+        }
+        // A name lookup may still hold work on the resolver thread; do not wait for it.
+        io_.stop();
+    });
+    thread_ = std::thread([this] { io_.run(); });
+}
+
+void HealthChecker::stop() {
+    if (!thread_.joinable()) return;
+    asio::post(io_, [this] { request_stop(); });
+    thread_.join();
+    for (auto& probe : probes_) probe->close();
+}
+
+TopologyPtr HealthChecker::topology() const { return topology_.load(std::memory_order_acquire); }
+
+void HealthChecker::on_change(Subscriber subscriber) {
+    std::lock_guard lock(subscribers_mutex_);
+    subscribers_.push_back(std::move(subscriber));
+}
+
+void HealthChecker::probe_now() {
+    asio::post(io_, [this] {
+        if (round_in_flight_) {
+            round_requested_ = true;
+        } else {
+            interval_timer_.cancel();
+        }
+    });
+}
+
+void HealthChecker::request_stop() {
+    stopping_ = true;
+    interval_timer_.cancel();
+    for (auto& probe : probes_) probe->abort();
+}
+
+asio::awaitable<void> HealthChecker::run() {
+    const auto interval = std::chrono::milliseconds(settings_.interval_ms);
+    while (!stopping_) {
+        const auto round_started = std::chrono::steady_clock::now();
+        round_in_flight_ = true;
+        round_requested_ = false;
+        std::vector<Observation> round = co_await probe_round();
+        round_in_flight_ = false;
+        if (stopping_) break;
+        publish(state_.apply_round(round));
+        if (round_requested_) continue;
+        // Rounds start on a fixed cadence, so a slow round shortens the pause after it.
+        interval_timer_.expires_at(round_started + interval);
+        (void)co_await interval_timer_.async_wait(asio::as_tuple(use_awaitable));
+    }
+    log::info("health_checker_stopped");
+}
+
+// All nodes at once, each bounded by its own deadline, so the round is bounded too.
+asio::awaitable<std::vector<Observation>> HealthChecker::probe_round() {
+    std::vector<Observation> round(probes_.size());
+    std::size_t remaining = probes_.size();
+    asio::steady_timer all_done(io_, asio::steady_timer::time_point::max());
+    for (std::size_t i = 0; i < probes_.size(); ++i) {
+        asio::co_spawn(io_, probes_[i]->probe(),
+                       [&, i](std::exception_ptr failure, Observation observation) {
+                           round[i] = failure ? failed_probe(failure) : std::move(observation);
+                           if (--remaining == 0) all_done.cancel();
+                       });
+    }
+    // The completions reference this frame, so it must outlive them: wait for every one.
+    while (remaining > 0) (void)co_await all_done.async_wait(asio::as_tuple(use_awaitable));
+    co_return round;
+}
+
+void HealthChecker::publish(Topology topology) {
+    auto snapshot = std::make_shared<const Topology>(std::move(topology));
+    topology_.store(snapshot, std::memory_order_release);
+    std::vector<Subscriber> subscribers;
+    {
+        std::lock_guard lock(subscribers_mutex_);
+        subscribers = subscribers_;
+    }
+    for (const auto& subscriber : subscribers) {
+        // One faulty subscriber must not stop health checking for everyone.
+        try {
+            subscriber(snapshot);
+        } catch (const std::exception& e) {
+            log::error("health_subscriber_failed", {{"error", e.what()}});
+        }
+    }
+}
+
+}  // namespace pglane::health

@@ -1,0 +1,72 @@
+#pragma once
+// The health checker: probes every node on its own thread and io_context, folds each
+// round into ClusterState and publishes the resulting Topology for lock-free reads.
+
+#include "health/cluster_state.hpp"
+#include "health/probe.hpp"
+#include "health/settings.hpp"
+#include "health/topology.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pglane::health {
+
+/// Owns the health thread, its io_context, one NodeProbe per node and the ClusterState.
+/// start()/stop()/probe_now()/on_change()/topology() may be called from any thread;
+/// everything else runs on the health thread. Subscribers run on the health thread.
+class HealthChecker {
+public:
+    using Subscriber = std::function<void(const TopologyPtr&)>;
+
+    HealthChecker(Settings settings, std::vector<NodeAddress> nodes);
+    ~HealthChecker();
+    HealthChecker(const HealthChecker&) = delete;
+    HealthChecker& operator=(const HealthChecker&) = delete;
+
+    /// Starts the health thread; the first round runs at once. Call at most once.
+    void start();
+
+    /// Ends the in-flight round (probes fail at once), closes the connections and joins.
+    /// Idempotent; also done by the destructor. Never call it from a subscriber.
+    void stop();
+
+    /// The latest snapshot; before the first round, every node is down. Never null.
+    [[nodiscard]] TopologyPtr topology() const;
+
+    /// Called on the health thread after every published round (workers fence sessions).
+    void on_change(Subscriber subscriber);
+
+    /// Asks for a round now instead of at the next interval (or right after the one in
+    /// flight). Thread-safe.
+    void probe_now();
+
+private:
+    [[nodiscard]] boost::asio::awaitable<void> run();
+    [[nodiscard]] boost::asio::awaitable<std::vector<Observation>> probe_round();
+    void publish(Topology topology);
+    void request_stop();
+
+    Settings settings_;
+    boost::asio::io_context io_;
+    boost::asio::steady_timer interval_timer_;  // the wait between rounds; probe_now cuts it short
+    std::vector<std::unique_ptr<NodeProbe>> probes_;
+    ClusterState state_;
+    std::atomic<TopologyPtr> topology_;
+    std::mutex subscribers_mutex_;
+    std::vector<Subscriber> subscribers_;
+    std::thread thread_;
+    bool round_in_flight_ = false;  // health thread only
+    bool round_requested_ = false;  // health thread only
+    bool stopping_ = false;         // health thread only
+};
+
+}  // namespace pglane::health

@@ -1,0 +1,148 @@
+// The pure half of the probe: its SQL, its connection string, and parsing its row.
+
+#include "health/probe.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+
+namespace pglane::health {
+namespace {
+
+[[nodiscard]] const std::optional<std::string>& column(
+    std::span<const std::optional<std::string>> row, ProbeColumn which) {
+    return row[static_cast<std::size_t>(which)];
+}
+
+[[nodiscard]] std::optional<bool> parse_bool(const std::optional<std::string>& text) {
+    if (!text) return std::nullopt;
+    if (*text == "t") return true;
+    if (*text == "f") return false;
+    return std::nullopt;
+}
+
+template <typename Number>
+[[nodiscard]] std::optional<Number> parse_number(std::string_view text) {
+    Number value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+// A NULL LSN (a standby that has streamed nothing yet) reads as 0; garbage is an error.
+[[nodiscard]] bool read_lsn(const std::optional<std::string>& text, std::uint64_t& out) {
+    if (!text) {
+        out = 0;
+        return true;
+    }
+    const auto lsn = parse_lsn(*text);
+    if (lsn) out = *lsn;
+    return lsn.has_value();
+}
+
+void append_value(std::string& out, std::string_view key, std::string_view value) {
+    out += key;
+    out += "='";
+    for (char c : value) {
+        if (c == '\'' || c == '\\') out += '\\';
+        out += c;
+    }
+    out += "' ";
+}
+
+}  // namespace
+
+// One statement, one row, whatever the role. CASE keeps the functions that raise on the
+// other role (pg_current_wal_lsn() in recovery) from being evaluated. The primary's
+// timeline comes from its current WAL file name because pg_control_checkpoint() keeps the
+// old timeline until the first checkpoint after a fast promotion; a standby reports the
+// timeline it receives, or its checkpoint's when no WAL receiver is running.
+std::string_view probe_sql() {
+    return "SELECT r.in_recovery,"
+           " CASE WHEN NOT r.in_recovery THEN pg_current_wal_lsn() END,"
+           " CASE WHEN r.in_recovery THEN pg_last_wal_receive_lsn() END,"
+           " CASE WHEN r.in_recovery THEN pg_last_wal_replay_lsn() END,"
+           " CASE WHEN r.in_recovery"
+           "  THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,"
+           " CASE WHEN r.in_recovery THEN pg_is_wal_replay_paused() END,"
+           " CASE WHEN r.in_recovery"
+           "  THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),"
+           "                (pg_control_checkpoint()).timeline_id)"
+           "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+           " END"
+           " FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r";
+}
+
+// https://www.postgresql.org/docs/15/datatype-pg-lsn.html: two hexadecimal numbers of up
+// to 8 digits each, the high and low 32 bits.
+std::optional<std::uint64_t> parse_lsn(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    const std::string_view high = text.substr(0, slash);
+    const std::string_view low = text.substr(slash + 1);
+    if (high.empty() || low.empty() || high.size() > 8 || low.size() > 8) return std::nullopt;
+    std::uint32_t high_value = 0;
+    std::uint32_t low_value = 0;
+    for (auto [half, value] : {std::pair{high, &high_value}, std::pair{low, &low_value}}) {
+        const auto [end, ec] = std::from_chars(half.data(), half.data() + half.size(), *value, 16);
+        if (ec != std::errc() || end != half.data() + half.size()) return std::nullopt;
+    }
+    return (std::uint64_t{high_value} << 32) | low_value;
+}
+
+Observation parse_probe_row(std::span<const std::optional<std::string>> row) {
+    if (row.size() != static_cast<std::size_t>(ProbeColumn::count)) {
+        return Observation::failure(fmt::format("probe row has {} columns", row.size()));
+    }
+    Observation observation;
+    const auto in_recovery = parse_bool(column(row, ProbeColumn::in_recovery));
+    if (!in_recovery) return Observation::failure("probe row: bad in_recovery");
+    observation.in_recovery = *in_recovery;
+
+    if (!read_lsn(column(row, ProbeColumn::current_lsn), observation.current_lsn) ||
+        !read_lsn(column(row, ProbeColumn::receive_lsn), observation.receive_lsn) ||
+        !read_lsn(column(row, ProbeColumn::replay_lsn), observation.replay_lsn)) {
+        return Observation::failure("probe row: bad LSN");
+    }
+    if (!observation.in_recovery && !column(row, ProbeColumn::current_lsn)) {
+        return Observation::failure("probe row: primary without a current LSN");
+    }
+    if (const auto& lag = column(row, ProbeColumn::replay_lag_seconds)) {
+        observation.replay_lag_seconds = parse_number<double>(*lag);
+        if (!observation.replay_lag_seconds) return Observation::failure("probe row: bad replay lag");
+    }
+    observation.replay_paused =
+        parse_bool(column(row, ProbeColumn::replay_paused)).value_or(false);
+
+    const auto& timeline_text = column(row, ProbeColumn::timeline);
+    const auto timeline =
+        timeline_text ? parse_number<std::uint32_t>(*timeline_text) : std::nullopt;
+    if (!timeline) return Observation::failure("probe row: bad timeline");
+    observation.timeline = *timeline;
+    observation.ok = true;
+    return observation;
+}
+
+std::string connection_string(const NodeAddress& node, const Settings& settings,
+                              std::string_view hostaddr) {
+    // libpq's connect_timeout is whole seconds with a floor of 2; the probe's own deadline
+    // is what really bounds a connect, this only stops libpq from waiting longer.
+    const int connect_timeout = std::max(2, (settings.probe_timeout_ms() + 999) / 1000);
+    std::string out;
+    append_value(out, "host", node.host);
+    if (!hostaddr.empty()) append_value(out, "hostaddr", hostaddr);
+    append_value(out, "port", std::to_string(node.port));
+    append_value(out, "user", settings.user);
+    if (!settings.password.empty()) append_value(out, "password", settings.password);
+    append_value(out, "dbname", settings.dbname);
+    append_value(out, "application_name", "pglane-health");
+    append_value(out, "connect_timeout", std::to_string(connect_timeout));
+    // GSS negotiation may look up Kerberos credentials synchronously; the probe must not block.
+    append_value(out, "gssencmode", "disable");
+    out.pop_back();
+    return out;
+}
+
+}  // namespace pglane::health

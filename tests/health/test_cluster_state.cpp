@@ -1,0 +1,332 @@
+// ClusterState is a pure function of observations: each test feeds rounds and checks the
+// snapshot a router would see.
+
+#include "health/cluster_state.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+using namespace pglane::health;
+
+namespace {
+
+constexpr std::uint64_t mib = 1024 * 1024;
+
+Settings test_settings() {
+    Settings settings;
+    settings.failures_before_down = 3;
+    settings.max_lag_bytes = 16 * mib;
+    settings.max_lag_seconds = 30;
+    return settings;
+}
+
+std::vector<NodeAddress> three_nodes() {
+    return {{"pg1", "10.0.0.1", 5432}, {"pg2", "10.0.0.2", 5432}, {"pg3", "10.0.0.3", 5432}};
+}
+
+Observation primary(std::uint32_t timeline, std::uint64_t current_lsn) {
+    Observation observation;
+    observation.ok = true;
+    observation.timeline = timeline;
+    observation.current_lsn = current_lsn;
+    return observation;
+}
+
+Observation standby(std::uint32_t timeline, std::uint64_t receive_lsn, std::uint64_t replay_lsn,
+                    std::optional<double> replay_lag_seconds = 0.1) {
+    Observation observation;
+    observation.ok = true;
+    observation.in_recovery = true;
+    observation.timeline = timeline;
+    observation.receive_lsn = receive_lsn;
+    observation.replay_lsn = replay_lsn;
+    observation.replay_lag_seconds = replay_lag_seconds;
+    return observation;
+}
+
+Observation failed() { return Observation::failure("connection refused"); }
+
+Topology apply(ClusterState& state, std::vector<Observation> round) {
+    return state.apply_round(round);
+}
+
+}  // namespace
+
+TEST_CASE("before the first round every node is down and there is no primary") {
+    ClusterState state(test_settings(), three_nodes());
+    const Topology& topology = state.current();
+    REQUIRE(topology.nodes.size() == 3);
+    CHECK(topology.version == 0);
+    CHECK_FALSE(topology.primary);
+    for (const auto& node : topology.nodes) CHECK_FALSE(node.up);
+}
+
+TEST_CASE("every round returns the next version") {
+    ClusterState state(test_settings(), three_nodes());
+    CHECK(apply(state, {primary(1, 100), standby(1, 100, 100), failed()}).version == 1);
+    CHECK(apply(state, {primary(1, 100), standby(1, 100, 100), failed()}).version == 2);
+}
+
+TEST_CASE("a round of the wrong size is rejected") {
+    ClusterState state(test_settings(), three_nodes());
+    std::vector<Observation> round{primary(1, 100)};
+    CHECK_THROWS_AS(state.apply_round(round), std::invalid_argument);
+}
+
+TEST_CASE("a node is down only after failures_before_down failures in a row") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    auto topology = apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    CHECK(topology.nodes[1].up);
+    CHECK(topology.nodes[1].consecutive_failures == 1);
+    topology = apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    CHECK(topology.nodes[1].up);
+    CHECK(topology.nodes[1].routable_standby());
+    topology = apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    CHECK_FALSE(topology.nodes[1].up);
+    CHECK_FALSE(topology.nodes[1].routable_standby());
+    CHECK(topology.nodes[1].consecutive_failures == 3);
+    CHECK(topology.nodes[1].probes_failed == 3);
+    CHECK(topology.nodes[1].probes_ok == 1);
+    CHECK(topology.nodes[1].last_error == "connection refused");
+    CHECK(topology.nodes[1].role == Role::standby);  // last known role is kept
+}
+
+TEST_CASE("a success between failures resets the count") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    const auto topology = apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    CHECK(topology.nodes[1].up);
+    CHECK(topology.nodes[1].consecutive_failures == 1);
+}
+
+TEST_CASE("one success brings a down node back up") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    for (int i = 0; i < 5; ++i) apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    REQUIRE_FALSE(state.current().nodes[1].up);
+    const auto topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK(topology.nodes[1].up);
+    CHECK(topology.nodes[1].consecutive_failures == 0);
+    CHECK(topology.nodes[1].last_error.empty());
+    CHECK(topology.nodes[1].routable_standby());
+}
+
+TEST_CASE("a node never reached stays down") {
+    ClusterState state(test_settings(), three_nodes());
+    const auto topology = apply(state, {primary(1, 100), failed(), standby(1, 100, 100)});
+    CHECK_FALSE(topology.nodes[1].up);
+    CHECK(topology.nodes[1].role == Role::unknown);
+}
+
+TEST_CASE("a standby over max_lag_bytes is held back and returns only below half") {
+    ClusterState state(test_settings(), three_nodes());
+    auto topology = apply(state, {primary(1, 100 * mib), standby(1, 100 * mib, 90 * mib),
+                                  standby(1, 100 * mib, 100 * mib)});
+    CHECK(topology.nodes[1].lag_bytes == 10 * mib);
+    CHECK_FALSE(topology.nodes[1].held_back);
+
+    topology = apply(state, {primary(1, 120 * mib), standby(1, 120 * mib, 100 * mib),
+                             standby(1, 120 * mib, 120 * mib)});
+    CHECK(topology.nodes[1].lag_bytes == 20 * mib);
+    CHECK(topology.nodes[1].held_back);
+    CHECK_FALSE(topology.nodes[1].routable_standby());
+    CHECK(topology.nodes[2].routable_standby());
+
+    // Back under the limit but not under half of it: still held back.
+    topology = apply(state, {primary(1, 130 * mib), standby(1, 130 * mib, 120 * mib),
+                             standby(1, 130 * mib, 130 * mib)});
+    CHECK(topology.nodes[1].lag_bytes == 10 * mib);
+    CHECK(topology.nodes[1].held_back);
+
+    topology = apply(state, {primary(1, 140 * mib), standby(1, 140 * mib, 133 * mib),
+                             standby(1, 140 * mib, 140 * mib)});
+    CHECK(topology.nodes[1].lag_bytes == 7 * mib);
+    CHECK_FALSE(topology.nodes[1].held_back);
+    CHECK(topology.nodes[1].routable_standby());
+}
+
+TEST_CASE("a standby over max_lag_seconds is held back and returns only below half") {
+    ClusterState state(test_settings(), three_nodes());
+    auto topology = apply(state, {primary(1, 1000), standby(1, 1000, 900, 31.0),
+                                  standby(1, 1000, 1000)});
+    CHECK(topology.nodes[1].lag_seconds == Approx(31.0));
+    CHECK(topology.nodes[1].held_back);
+
+    topology = apply(state, {primary(1, 1000), standby(1, 1000, 950, 20.0), standby(1, 1000, 1000)});
+    CHECK(topology.nodes[1].held_back);
+
+    topology = apply(state, {primary(1, 1000), standby(1, 1000, 990, 14.0), standby(1, 1000, 1000)});
+    CHECK_FALSE(topology.nodes[1].held_back);
+}
+
+TEST_CASE("an idle primary does not make a caught-up standby look late") {
+    ClusterState state(test_settings(), three_nodes());
+    // No commit for an hour: the last replayed transaction is old, but nothing is pending.
+    const auto topology = apply(state, {primary(1, 5000), standby(1, 5000, 5000, 3600.0),
+                                        standby(1, 5000, 5000, std::nullopt)});
+    CHECK(topology.nodes[1].lag_seconds == 0);
+    CHECK(topology.nodes[1].lag_bytes == 0);
+    CHECK_FALSE(topology.nodes[1].held_back);
+    CHECK(topology.nodes[2].routable_standby());
+}
+
+TEST_CASE("a standby ahead of the last known primary position has no byte lag") {
+    ClusterState state(test_settings(), three_nodes());
+    const auto topology = apply(state, {primary(1, 1000), standby(1, 2000, 2000), failed()});
+    CHECK(topology.nodes[1].lag_bytes == 0);
+}
+
+TEST_CASE("without a primary a standby has no byte lag") {
+    ClusterState state(test_settings(), three_nodes());
+    const auto topology = apply(state, {failed(), standby(1, 2000, 1000), failed()});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.nodes[1].lag_bytes == 0);
+}
+
+TEST_CASE("the first primary seen is elected and the term starts") {
+    ClusterState state(test_settings(), three_nodes());
+    const auto topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 0);
+    CHECK(topology.primary_term == 1);
+    CHECK_FALSE(topology.split_brain);
+    for (const auto& node : topology.nodes) CHECK_FALSE(node.fenced);
+}
+
+TEST_CASE("the term stays while the same primary stays elected") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    const auto topology = apply(state, {primary(1, 200), standby(1, 200, 200), standby(1, 200, 200)});
+    CHECK(topology.primary_term == 1);
+}
+
+TEST_CASE("a promoted standby with a higher timeline replaces the primary and the term changes") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    // pg1 is still up and still says primary (not yet stopped), pg2 was promoted.
+    const auto topology = apply(state, {primary(1, 100), primary(2, 120), standby(2, 120, 120)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 1);
+    CHECK(topology.primary_term == 2);
+    CHECK(topology.nodes[0].fenced);
+    CHECK_FALSE(topology.nodes[1].fenced);
+    CHECK(topology.split_brain);
+}
+
+TEST_CASE("when the primary stops and a standby is promoted the new primary is elected on the next round") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    const auto topology = apply(state, {failed(), primary(2, 120), standby(2, 120, 120)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 1);
+    CHECK(topology.primary_term == 2);
+    // The old primary is still up (below the threshold) with its last known role: fenced,
+    // but it did not answer, so it is no split brain.
+    CHECK(topology.nodes[0].fenced);
+    CHECK_FALSE(topology.split_brain);
+    CHECK(topology.nodes[2].routable_standby());
+}
+
+TEST_CASE("two primaries on the same timeline: the incumbent stays and the other is fenced, split_brain set") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    // pg2 claims primary on the same timeline with more WAL: the incumbent still wins.
+    auto topology = apply(state, {primary(1, 100), primary(1, 500), standby(1, 100, 100)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 0);
+    CHECK(topology.primary_term == 1);
+    CHECK(topology.split_brain);
+    CHECK(topology.nodes[1].fenced);
+    CHECK_FALSE(topology.nodes[0].fenced);
+
+    topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK_FALSE(topology.split_brain);
+    CHECK_FALSE(topology.nodes[1].fenced);
+}
+
+TEST_CASE("without an incumbent the tie goes to the furthest WAL position, then config order") {
+    ClusterState furthest(test_settings(), three_nodes());
+    auto topology = apply(furthest, {primary(1, 100), primary(1, 500), standby(1, 100, 100)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 1);
+    CHECK(topology.nodes[0].fenced);
+
+    ClusterState equal(test_settings(), three_nodes());
+    topology = apply(equal, {standby(1, 100, 100), primary(1, 500), primary(1, 500)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 1);
+    CHECK(topology.nodes[2].fenced);
+}
+
+TEST_CASE("a higher timeline wins over the incumbent") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(3, 900), standby(3, 900, 900), standby(3, 900, 900)});
+    // pg3 has less WAL but a newer timeline: it is the one that was promoted.
+    const auto topology = apply(state, {primary(3, 900), standby(3, 900, 900), primary(4, 100)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 2);
+    CHECK(topology.primary_term == 2);
+    CHECK(topology.nodes[0].fenced);
+}
+
+TEST_CASE("no candidate means no primary") {
+    ClusterState state(test_settings(), three_nodes());
+    auto topology = apply(state, {standby(1, 100, 100), standby(1, 100, 100), failed()});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.primary_term == 0);
+    CHECK(topology.nodes[0].routable_standby());
+}
+
+TEST_CASE("the elected primary going down leaves no primary and changes the term") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    Topology topology;
+    for (int i = 0; i < 3; ++i) topology = apply(state, {failed(), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK_FALSE(topology.nodes[0].up);
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.primary_term == 2);
+    CHECK_FALSE(topology.nodes[0].fenced);
+
+    // The same node coming back is a new term: sessions pinned to the old one can tell.
+    topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    REQUIRE(topology.primary);
+    CHECK(*topology.primary == 0);
+    CHECK(topology.primary_term == 3);
+}
+
+TEST_CASE("a primary back in recovery loses the election") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    const auto topology = apply(state, {standby(1, 100, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.primary_term == 2);
+    CHECK(topology.nodes[0].role == Role::standby);
+    CHECK_FALSE(topology.nodes[0].fenced);
+}
+
+TEST_CASE("a failing-but-not-yet-down primary stays elected") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    for (int i = 0; i < 2; ++i) {
+        const auto topology = apply(state, {failed(), standby(1, 100, 100), standby(1, 100, 100)});
+        REQUIRE(topology.primary);
+        CHECK(*topology.primary == 0);
+        CHECK(topology.primary_term == 1);
+        CHECK(topology.nodes[0].up);
+        CHECK_FALSE(topology.nodes[0].fenced);
+    }
+}
+
+TEST_CASE("a standby that gets promoted is no longer held back") {
+    ClusterState state(test_settings(), three_nodes());
+    auto topology = apply(state, {primary(1, 100 * mib), standby(1, 100 * mib, 10 * mib), failed()});
+    REQUIRE(topology.nodes[1].held_back);
+    topology = apply(state, {failed(), primary(2, 100 * mib), failed()});
+    CHECK_FALSE(topology.nodes[1].held_back);
+    CHECK(topology.nodes[1].lag_bytes == 0);
+}
