@@ -26,6 +26,12 @@ void CancelRegistry::remove(protocol::BackendKey client_key) {
     if (it != targets_.end() && it->second.first == client_key.secret_key) targets_.erase(it);
 }
 
+void CancelRegistry::update(protocol::BackendKey client_key, CancelTarget target) {
+    std::lock_guard lock(mutex_);
+    auto it = targets_.find(client_key.process_id);
+    if (it != targets_.end() && it->second.first == client_key.secret_key) it->second.second = std::move(target);
+}
+
 std::optional<CancelTarget> CancelRegistry::find(protocol::BackendKey client_key) const {
     std::lock_guard lock(mutex_);
     auto it = targets_.find(client_key.process_id);

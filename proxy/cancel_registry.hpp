@@ -28,6 +28,8 @@ public:
     /// Issues a fresh client-facing key for `target`.
     [[nodiscard]] protocol::BackendKey add(CancelTarget target);
     void remove(protocol::BackendKey client_key);
+    /// Points an existing key at another server session (a session that moved nodes).
+    void update(protocol::BackendKey client_key, CancelTarget target);
     /// The target of a client key, only when both process id and secret match.
     [[nodiscard]] std::optional<CancelTarget> find(protocol::BackendKey client_key) const;
     [[nodiscard]] std::size_t size() const;

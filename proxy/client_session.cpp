@@ -3,6 +3,8 @@
 #include "common/log.hpp"
 #include "protocol/framing.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/net.hpp"
+#include "proxy/startup.hpp"
 #include "routing/node_choice.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -118,39 +120,11 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
 
 asio::awaitable<std::optional<Disconnect>> ClientSession::read_startup_packet(std::string& startup_packet,
                                                                               bool& cancel_handled) {
-    for (;;) {
-        auto frame = co_await read_frame(client_, client_in_, true, services_.config.limits.max_startup_packet_bytes);
-        if (!frame) co_return Disconnect::quiet("client_left_during_startup");
-        if (frame->status == protocol::FrameStatus::malformed) {
-            services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
-            co_return Disconnect{std::string(protocol_violation),
-                                 fmt::format("invalid length of startup packet ({})", frame->length),
-                                 "malformed_startup"};
-        }
-        protocol::StartupPacket packet = protocol::parse_startup(frame->body);
-        std::string_view raw = protocol::as_text(client_in_.unread().first(frame->size));
-        client_in_.consume(frame->size);
-        switch (packet.kind) {
-            case protocol::StartupKind::ssl_request:
-            case protocol::StartupKind::gssenc_request:
-                // Encryption is declined: clients with sslmode=prefer carry on in plaintext.
-                if (!co_await write_all(client_, "N")) co_return Disconnect::quiet("client_left_during_startup");
-                continue;
-            case protocol::StartupKind::cancel_request:
-                co_await forward_cancel({packet.process_id, packet.secret_key});
-                cancel_handled = true;
-                co_return std::nullopt;
-            case protocol::StartupKind::unsupported_version:
-                co_return Disconnect{std::string(protocol::sqlstate::feature_not_supported), packet.error,
-                                     "unsupported_protocol"};
-            case protocol::StartupKind::malformed:
-                services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
-                co_return Disconnect{std::string(protocol_violation), packet.error, "malformed_startup"};
-            case protocol::StartupKind::startup:
-                startup_packet.assign(raw);
-                co_return std::nullopt;
-        }
-    }
+    ClientStartup startup = co_await read_client_startup(client_, client_in_, services_, kind_, peer_);
+    cancel_handled = startup.cancel_handled;
+    if (startup.stop) co_return startup.stop;
+    startup_packet = std::move(startup.raw);
+    co_return std::nullopt;
 }
 
 asio::awaitable<std::optional<Disconnect>> ClientSession::connect_to_node(const health::Topology& topology) {
@@ -192,33 +166,13 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::connect_to_node(const 
 }
 
 asio::awaitable<bool> ClientSession::open_server_connection(const health::NodeStatus& node) {
-    auto executor = co_await asio::this_coro::executor;
-    boost::system::error_code ec;
-    std::vector<tcp::endpoint> endpoints;
-    auto address = asio::ip::make_address(node.address.host, ec);
-    if (!ec) {
-        endpoints.emplace_back(address, node.address.port);
-    } else {
-        tcp::resolver resolver(executor);
-        auto [rec, results] = co_await resolver.async_resolve(node.address.host, std::to_string(node.address.port),
-                                                              use_nothrow);
-        if (rec) {
-            log::warn("server_resolve_failed", {{"node", node.address.name}, {"error", rec.message()}});
-            co_return false;
-        }
-        for (const auto& entry : results) endpoints.push_back(entry.endpoint());
-    }
-    server_ = tcp::socket(executor);
-    asio::steady_timer timer(executor);
-    timer.expires_after(std::chrono::milliseconds(services_.config.limits.server_connect_timeout_ms));
-    auto result = co_await (asio::async_connect(server_, endpoints, use_nothrow) || timer.async_wait(use_nothrow));
-    if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
-        std::string error = result.index() == 0 ? std::get<0>(std::get<0>(result)).message() : "timed out";
+    server_ = tcp::socket(client_.get_executor());
+    std::string error = co_await connect_with_deadline(
+        server_, node.address, std::chrono::milliseconds(services_.config.limits.server_connect_timeout_ms));
+    if (!error.empty()) {
         log::warn("server_connect_failed", {{"session", id_}, {"node", node.address.name}, {"error", error}});
-        server_.close(ec);
         co_return false;
     }
-    server_.set_option(tcp::no_delay(true), ec);
     co_return true;
 }
 
@@ -266,42 +220,7 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication()
     }
 }
 
-asio::awaitable<void> ClientSession::forward_cancel(protocol::BackendKey key) {
-    services_.counters.add(kind_, ListenerCounter::cancel_requests_total);
-    auto target = services_.cancels.find(key);
-    if (!target) {
-        log::info("cancel_request_unmatched", {{"client", peer_}, {"process_id", key.process_id}});
-        co_return;
-    }
-    health::NodeStatus node;
-    node.address = {target->node, target->host, target->port};
-    if (!co_await open_server_connection(node)) co_return;
-    std::string packet;
-    protocol::append_cancel_request(packet, target->server_key);
-    bool sent = co_await write_all(server_, packet);
-    boost::system::error_code ec;
-    server_.close(ec);
-    if (sent) services_.counters.add(kind_, ListenerCounter::cancel_requests_forwarded_total);
-    log::info("cancel_request_forwarded", {{"client", peer_}, {"node", target->node}, {"sent", sent}});
-}
-
 // ---- helpers ----------------------------------------------------------------------------
-
-asio::awaitable<std::optional<protocol::Frame>> ClientSession::read_frame(tcp::socket& socket, ByteBuffer& in,
-                                                                          bool startup, std::uint32_t max) {
-    for (;;) {
-        protocol::Frame frame = startup ? protocol::frame_startup(in.unread(), max) : protocol::frame_message(in.unread(), max);
-        if (frame.status != protocol::FrameStatus::need_more) co_return frame;
-        if (frame.header_known()) {
-            in.reserve_frame(frame.size);
-        } else {
-            in.compact();
-        }
-        auto [ec, n] = co_await socket.async_read_some(free_buffer(in), use_nothrow);
-        if (ec) co_return std::nullopt;
-        in.commit(n);
-    }
-}
 
 asio::awaitable<bool> ClientSession::write_all(tcp::socket& socket, std::string_view bytes) {
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
@@ -346,13 +265,13 @@ asio::awaitable<void> ClientSession::finish(const Disconnect& why) {
 
 void SessionRegistry::on_topology(const health::Topology& topology) {
     // Copy first: fencing never erases synchronously, but keep iteration independent anyway.
-    std::vector<ClientSession*> sessions(sessions_.begin(), sessions_.end());
-    for (ClientSession* session : sessions) session->on_topology(topology);
+    std::vector<FenceableSession*> sessions(sessions_.begin(), sessions_.end());
+    for (FenceableSession* session : sessions) session->on_topology(topology);
 }
 
 void SessionRegistry::close_all(const Disconnect& why) {
-    std::vector<ClientSession*> sessions(sessions_.begin(), sessions_.end());
-    for (ClientSession* session : sessions) session->fence(why);
+    std::vector<FenceableSession*> sessions(sessions_.begin(), sessions_.end());
+    for (FenceableSession* session : sessions) session->fence(why);
 }
 
 asio::awaitable<void> serve_client(tcp::socket socket, ListenerKind kind, SessionServices& services) {

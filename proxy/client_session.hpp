@@ -9,6 +9,7 @@
 #include "proxy/byte_buffer.hpp"
 #include "proxy/config.hpp"
 #include "proxy/counters.hpp"
+#include "routing/classification_cache.hpp"
 
 #include <boost/asio.hpp>
 
@@ -24,6 +25,8 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 class CancelRegistry;
+class FunctionCatalogs;
+struct SecretSources;
 
 /// The free space of a receive buffer as an Asio buffer.
 [[nodiscard]] inline asio::mutable_buffer free_buffer(ByteBuffer& in) {
@@ -50,11 +53,26 @@ struct SessionServices {
     Counters& counters;
     std::atomic<std::uint64_t>& read_only_turn;   // shared by all workers: one rotation
     SessionRegistry& registry;
+    const SecretSources* secrets;                 // null: no "auth" section
+    routing::ClassificationCache& classifications; // worker-local
+    FunctionCatalogs& catalogs;                   // shared by all workers
     std::uint64_t next_session_id = 1;            // worker-local
 };
 
-/// One client session. Lives in its coroutine's frame; owned and touched by one worker thread.
-class ClientSession {
+/// What the worker's registry can ask of any session: fencing on topology changes and
+/// shutdown. Touched by the session's worker thread only.
+class FenceableSession {
+public:
+    virtual ~FenceableSession() = default;
+    /// Ends the session with `why` at the next opportunity.
+    virtual void fence(Disconnect why) = 0;
+    /// Fences the session if it writes through a node that is no longer the elected primary.
+    virtual void on_topology(const health::Topology& topology) = 0;
+};
+
+/// One relayed client session (rw and ro ports without an "auth" section: the server
+/// authenticates the client). Lives in its coroutine's frame; owned by one worker thread.
+class ClientSession final : public FenceableSession {
 public:
     ClientSession(tcp::socket client, ListenerKind kind, SessionServices& services);
     ~ClientSession();
@@ -63,10 +81,8 @@ public:
 
     asio::awaitable<void> run();
 
-    /// Ends the session with `why` at the next opportunity (topology change, shutdown).
-    void fence(Disconnect why);
-    /// Fences a rw session whose primary is no longer the elected one in `topology`.
-    void on_topology(const health::Topology& topology);
+    void fence(Disconnect why) override;
+    void on_topology(const health::Topology& topology) override;
 
 private:
     asio::awaitable<std::optional<Disconnect>> startup();
@@ -74,15 +90,12 @@ private:
     asio::awaitable<std::optional<Disconnect>> connect_to_node(const health::Topology& topology);
     asio::awaitable<bool> open_server_connection(const health::NodeStatus& node);
     asio::awaitable<std::optional<Disconnect>> relay_authentication();
-    asio::awaitable<void> forward_cancel(protocol::BackendKey key);
     asio::awaitable<Disconnect> relay();
     asio::awaitable<Disconnect> client_to_server();
     asio::awaitable<Disconnect> server_to_client();
     asio::awaitable<Disconnect> wait_for_fence();
     asio::awaitable<void> finish(const Disconnect& why);
 
-    [[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in,
-                                                                             bool startup, std::uint32_t max);
     [[nodiscard]] asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes);
     [[nodiscard]] std::string node_name() const;
 
@@ -112,14 +125,14 @@ private:
 /// Touched by that worker's thread only.
 class SessionRegistry {
 public:
-    void add(ClientSession* session) { sessions_.insert(session); }
-    void remove(ClientSession* session) { sessions_.erase(session); }
+    void add(FenceableSession* session) { sessions_.insert(session); }
+    void remove(FenceableSession* session) { sessions_.erase(session); }
     void on_topology(const health::Topology& topology);
     void close_all(const Disconnect& why);
     [[nodiscard]] std::size_t size() const { return sessions_.size(); }
 
 private:
-    std::unordered_set<ClientSession*> sessions_;
+    std::unordered_set<FenceableSession*> sessions_;
 };
 
 /// Serves one accepted connection; the coroutine frame owns the session.

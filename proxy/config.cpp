@@ -15,7 +15,14 @@ using nlohmann::json;
 
 std::string Endpoint::to_string() const { return fmt::format("{}:{}", host, port); }
 
-std::string_view to_string(ListenerKind kind) { return kind == ListenerKind::rw ? "rw" : "ro"; }
+std::string_view to_string(ListenerKind kind) {
+    switch (kind) {
+        case ListenerKind::rw: return "rw";
+        case ListenerKind::ro: return "ro";
+        case ListenerKind::auto_: return "auto";
+    }
+    return "?";
+}
 
 namespace {
 
@@ -82,10 +89,12 @@ Endpoint parse_endpoint(const json& value, const std::string& key) {
 void parse_listen(const json& root, Config& config) {
     const json* listen = find_object(root, "listen", "listen");
     if (!listen) fail("listen", "is required (give at least one of listen.rw, listen.ro)");
-    reject_unknown_keys(*listen, "listen", {"rw", "ro"});
+    reject_unknown_keys(*listen, "listen", {"rw", "ro", "auto"});
     if (listen->contains("rw")) config.listen_rw = parse_endpoint(listen->at("rw"), "listen.rw");
     if (listen->contains("ro")) config.listen_ro = parse_endpoint(listen->at("ro"), "listen.ro");
-    if (!config.listen_rw && !config.listen_ro) fail("listen", "names no port (give listen.rw and/or listen.ro)");
+    if (listen->contains("auto")) config.listen_auto = parse_endpoint(listen->at("auto"), "listen.auto");
+    if (!config.listen_rw && !config.listen_ro && !config.listen_auto)
+        fail("listen", "names no port (give listen.auto, listen.rw and/or listen.ro)");
     if (root.contains("metrics_listen")) config.metrics_listen = parse_endpoint(root.at("metrics_listen"), "metrics_listen");
 }
 
@@ -129,6 +138,52 @@ void parse_health(const json& root, Config& config) {
     if (s.user.empty()) fail("health.user", "must not be empty");
 }
 
+void parse_auth(const json& root, Config& config) {
+    const json* a = find_object(root, "auth", "auth");
+    if (!a) {
+        if (config.listen_auto)
+            fail("auth", "is required by listen.auto: pglane authenticates auto-port clients itself "
+                         "(give auth.users_file and/or auth.query)");
+        return;
+    }
+    reject_unknown_keys(*a, "auth", {"method", "users_file", "query", "query_user", "query_password", "query_dbname"});
+    AuthSettings auth;
+    std::string method = "scram-sha-256";
+    read(*a, "method", "auth.method", method);
+    if (method == "scram-sha-256") auth.method = AuthSettings::Method::scram_sha_256;
+    else if (method == "md5") auth.method = AuthSettings::Method::md5;
+    else if (method == "trust") auth.method = AuthSettings::Method::trust;
+    else fail("auth.method", "must be one of scram-sha-256, md5, trust");
+    read(*a, "users_file", "auth.users_file", auth.users_file);
+    read(*a, "query", "auth.query", auth.query);
+    read(*a, "query_user", "auth.query_user", auth.query_user);
+    read(*a, "query_password", "auth.query_password", auth.query_password);
+    read(*a, "query_dbname", "auth.query_dbname", auth.query_dbname);
+    if (auth.users_file.empty() && auth.query.empty()) fail("auth", "needs auth.users_file or auth.query");
+    if (!auth.query.empty() && auth.query.find("$1") == std::string::npos)
+        fail("auth.query", "must contain $1 (the user name)");
+    if (!auth.query.empty() && auth.query_user.empty()) fail("auth.query_user", "is required with auth.query");
+    config.auth = std::move(auth);
+}
+
+void parse_routing(const json& root, Config& config) {
+    const json* r = find_object(root, "routing", "routing");
+    if (!r) return;
+    reject_unknown_keys(*r, "routing", {"read_your_writes", "read_only_functions", "write_functions"});
+    std::string ryw = "lsn";
+    read(*r, "read_your_writes", "routing.read_your_writes", ryw);
+    if (ryw == "lsn") config.routing.read_your_writes = routing::ReadYourWrites::lsn;
+    else if (ryw == "session") config.routing.read_your_writes = routing::ReadYourWrites::session;
+    else if (ryw == "off") config.routing.read_your_writes = routing::ReadYourWrites::off;
+    else fail("routing.read_your_writes", "must be one of lsn, session, off");
+    std::vector<std::string> names;
+    read(*r, "read_only_functions", "routing.read_only_functions", names);
+    config.routing.read_only_functions.insert(names.begin(), names.end());
+    names.clear();
+    read(*r, "write_functions", "routing.write_functions", names);
+    config.routing.write_functions.insert(names.begin(), names.end());
+}
+
 void parse_limits(const json& root, Config& config) {
     const json* l = find_object(root, "limits", "limits");
     if (!l) return;
@@ -151,12 +206,14 @@ Config parse_config(const std::string& json_text) {
     }
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
-                                   "workers", "log_level", "limits"});
+                                   "workers", "log_level", "limits", "auth", "routing"});
     Config config;
     parse_listen(root, config);
     parse_nodes(root, config);
     parse_health(root, config);
     parse_limits(root, config);
+    parse_auth(root, config);
+    parse_routing(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
     read(root, "log_level", "log_level", config.log_level);

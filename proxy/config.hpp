@@ -2,6 +2,7 @@
 // The configuration file (JSON), parsed and validated once. Errors name the key.
 
 #include "health/settings.hpp"
+#include "routing/session_router.hpp"
 #include "health/topology.hpp"
 
 #include <cstdint>
@@ -21,8 +22,8 @@ struct Endpoint {
 };
 
 /// The ports users connect to. See ARCHITECTURE.md, "What a user sees".
-enum class ListenerKind { rw, ro };
-inline constexpr std::size_t listener_kind_count = 2;
+enum class ListenerKind { rw, ro, auto_ };
+inline constexpr std::size_t listener_kind_count = 3;
 
 [[nodiscard]] std::string_view to_string(ListenerKind kind);
 
@@ -33,9 +34,24 @@ struct Limits {
     int server_connect_timeout_ms = 5'000;
 };
 
+/// How pglane authenticates clients itself ("auth" section). Absent: rw and ro relay the
+/// server's own authentication and the auto port cannot be used.
+struct AuthSettings {
+    enum class Method { scram_sha_256, md5, trust };
+    Method method = Method::scram_sha_256;
+    std::string users_file;     // PgBouncer userlist.txt format
+    std::string query;          // auth_query: $1 is the user name; returns the stored secret
+    std::string query_user;     // who runs `query` on the primary
+    std::string query_password;
+    std::string query_dbname = "postgres";
+};
+
 struct Config {
     std::optional<Endpoint> listen_rw;
     std::optional<Endpoint> listen_ro;
+    std::optional<Endpoint> listen_auto;
+    std::optional<AuthSettings> auth;
+    routing::RoutingPolicy routing;
     std::optional<Endpoint> metrics_listen;
     std::vector<health::NodeAddress> nodes;
     health::Settings health;
@@ -45,7 +61,7 @@ struct Config {
     Limits limits;
 
     [[nodiscard]] const std::optional<Endpoint>& listener(ListenerKind kind) const {
-        return kind == ListenerKind::rw ? listen_rw : listen_ro;
+        return kind == ListenerKind::rw ? listen_rw : kind == ListenerKind::ro ? listen_ro : listen_auto;
     }
 };
 

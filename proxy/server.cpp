@@ -3,6 +3,8 @@
 #include "common/log.hpp"
 #include "health/checker.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/client_auth.hpp"
+#include "proxy/function_catalogs.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/status.hpp"
 #include "proxy/worker.hpp"
@@ -59,12 +61,25 @@ int run_server(const Config& config) {
     health::HealthChecker health(config.health, config.nodes);
     CancelRegistry cancels;
     std::atomic<std::uint64_t> read_only_turn{0};
+    FunctionCatalogs catalogs;
+    std::unique_ptr<SecretSources> secrets;
+    if (config.auth) {
+        secrets = std::make_unique<SecretSources>();
+        secrets->settings = *config.auth;
+        if (!config.auth->users_file.empty()) {
+            std::string error;
+            auto users = load_users_file(config.auth->users_file, error);
+            if (!users) throw ConfigError("config key \"auth.users_file\": " + error);
+            secrets->users = std::make_shared<const UsersFile>(std::move(*users));
+        }
+    }
 
     std::vector<std::unique_ptr<Worker>> workers;
     int count = worker_count(config);
     for (int i = 0; i < count; ++i) {
-        auto worker = std::make_unique<Worker>(config, [&health] { return health.topology(); }, cancels, read_only_turn);
-        for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro}) {
+        auto worker = std::make_unique<Worker>(config, [&health] { return health.topology(); }, cancels, read_only_turn,
+                                               secrets.get(), catalogs);
+        for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
         }
         workers.push_back(std::move(worker));
@@ -86,6 +101,7 @@ int run_server(const Config& config) {
     log::info("pglane_started", {{"workers", count},
                                  {"rw", config.listen_rw ? config.listen_rw->to_string() : "-"},
                                  {"ro", config.listen_ro ? config.listen_ro->to_string() : "-"},
+                                 {"auto", config.listen_auto ? config.listen_auto->to_string() : "-"},
                                  {"metrics", config.metrics_listen ? config.metrics_listen->to_string() : "-"}});
 
     asio::io_context signals_io{1};

@@ -1,6 +1,7 @@
 #include "proxy/worker.hpp"
 
 #include "common/log.hpp"
+#include "proxy/auto_session.hpp"
 
 #include <fmt/format.h>
 
@@ -12,9 +13,10 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 }  // namespace
 
 Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
-               std::atomic<std::uint64_t>& read_only_turn)
+               std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets, FunctionCatalogs& catalogs)
     : counters_(config.nodes.size()),
-      services_{config, std::move(topology), cancels, counters_, read_only_turn, registry_} {}
+      services_{config, std::move(topology), cancels, counters_, read_only_turn, registry_, secrets, classifications_,
+                catalogs} {}
 
 Worker::~Worker() {
     io_.stop();
@@ -60,7 +62,12 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, ListenerKind 
             co_await pause.async_wait(use_nothrow);
             continue;
         }
-        asio::co_spawn(io_, serve_client(std::move(socket), kind, services_), asio::detached);
+        // With an "auth" section pglane authenticates every client itself; the auto port
+        // always does (the config refuses it without one).
+        if (services_.secrets)
+            asio::co_spawn(io_, serve_authenticated_client(std::move(socket), kind, services_), asio::detached);
+        else
+            asio::co_spawn(io_, serve_client(std::move(socket), kind, services_), asio::detached);
     }
 }
 

@@ -16,7 +16,7 @@ namespace pglane::proxy {
 class Worker {
 public:
     Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
-           std::atomic<std::uint64_t>& read_only_turn);
+           std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets, FunctionCatalogs& catalogs);
     ~Worker();
 
     /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.
@@ -29,6 +29,7 @@ public:
     void join();
 
     [[nodiscard]] const Counters& counters() const { return counters_; }
+    [[nodiscard]] const routing::ClassificationCache& classifications() const { return classifications_; }
 
 private:
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind);
@@ -36,6 +37,7 @@ private:
     asio::io_context io_{1};
     Counters counters_;
     SessionRegistry registry_;
+    routing::ClassificationCache classifications_;
     SessionServices services_;
     std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
     std::thread thread_;

@@ -1,0 +1,519 @@
+#include "proxy/auto_session.hpp"
+
+#include "common/log.hpp"
+#include "health/probe.hpp"
+#include "proxy/cancel_registry.hpp"
+#include "proxy/client_auth.hpp"
+#include "proxy/function_catalogs.hpp"
+#include "proxy/startup.hpp"
+#include "routing/node_choice.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <fmt/format.h>
+
+namespace pglane::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+using protocol::sqlstate::admin_shutdown;
+using protocol::sqlstate::connection_failure;
+using protocol::sqlstate::protocol_violation;
+
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t client_buffer_bytes = 16 * 1024;
+
+std::string describe_peer(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+}
+
+routing::Classification unknown_statement(std::string reason) {
+    routing::Classification c;
+    c.parsed = false;
+    c.reason = std::move(reason);
+    return c;
+}
+
+}  // namespace
+
+AutoSession::AutoSession(tcp::socket client, ListenerKind kind, SessionServices& services)
+    : services_(services),
+      kind_(kind),
+      id_(services.next_session_id++),
+      client_(std::move(client)),
+      client_in_(client_buffer_bytes),
+      peer_(describe_peer(client_)),
+      router_(services.config.routing),
+      fence_timer_(client_.get_executor()) {
+    boost::system::error_code ignored;
+    client_.set_option(tcp::no_delay(true), ignored);
+    servers_.resize(services_.config.nodes.size());
+    services_.registry.add(this);
+    services_.counters.add(kind_, ListenerCounter::client_connections_total);
+    services_.counters.add(kind_, ListenerCounter::client_connections_active);
+}
+
+AutoSession::~AutoSession() {
+    services_.registry.remove(this);
+    services_.counters.add(kind_, ListenerCounter::client_connections_active, -1);
+    for (auto& server : servers_) {
+        if (server) services_.counters.add(server->node(), NodeCounter::server_connections_active, -1);
+    }
+    if (client_key_) services_.cancels.remove(*client_key_);
+}
+
+void AutoSession::fence(Disconnect why) {
+    if (fence_) return;
+    fence_ = std::move(why);
+    fence_timer_.cancel();
+}
+
+void AutoSession::on_topology(const health::Topology& topology) {
+    if (!primary_node_ || !servers_[*primary_node_]) return;
+    if (topology.primary == primary_node_ && topology.primary_term == primary_term_) return;
+    std::string now = topology.primary ? topology.nodes.at(*topology.primary).address.name : std::string("none");
+    services_.counters.add(kind_, ListenerCounter::sessions_fenced_total);
+    fence({std::string(admin_shutdown),
+           fmt::format("pglane: the primary changed ({} is no longer the elected primary; now: {}); reconnect",
+                       services_.config.nodes[*primary_node_].name, now),
+           "primary_changed"});
+}
+
+std::optional<std::size_t> AutoSession::elected_primary() const {
+    return routing::choose_primary(*services_.topology());
+}
+
+asio::awaitable<bool> AutoSession::write_client(std::string_view bytes) {
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(bytes), use_nothrow);
+    co_return !ec;
+}
+
+// ---- lifecycle --------------------------------------------------------------------------
+
+asio::awaitable<void> AutoSession::run() {
+    std::optional<Disconnect> why;
+    try {
+        asio::steady_timer deadline(client_.get_executor());
+        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms));
+        auto result = co_await (startup() || deadline.async_wait(use_nothrow));
+        if (result.index() == 0) {
+            why = std::get<0>(std::move(result));
+        } else {
+            services_.counters.add(kind_, ListenerCounter::client_startup_timeouts_total);
+            why = Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
+                             "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
+        }
+        if (!why) why = co_await serve();
+    } catch (const std::exception& e) {
+        why = Disconnect{std::string(protocol::sqlstate::internal_error), "pglane: internal error", e.what()};
+    }
+    boost::system::error_code ec;
+    if (!why->sqlstate.empty() && client_.is_open()) {
+        std::string error;
+        protocol::append_error_response(error, "FATAL", why->sqlstate, why->message);
+        asio::steady_timer timer(client_.get_executor());
+        timer.expires_after(std::chrono::seconds(1));
+        co_await (asio::async_write(client_, asio::buffer(error), use_nothrow) || timer.async_wait(use_nothrow));
+    }
+    std::string terminate;
+    protocol::append_terminate(terminate);
+    for (auto& server : servers_) {
+        if (!server || server->broken()) continue;
+        server->socket().non_blocking(true, ec);
+        server->socket().write_some(asio::buffer(terminate), ec);
+        server->close();
+    }
+    client_.close(ec);
+    bool expected = why->sqlstate.empty() && (why->reason == "client_terminated" || why->reason == "cancel_request");
+    auto fields = {log::Field{"session", id_},          log::Field{"listener", to_string(kind_)},
+                   log::Field{"client", peer_},         log::Field{"user", user_},
+                   log::Field{"reason", why->reason},   log::Field{"sqlstate", why->sqlstate.empty() ? "-" : why->sqlstate},
+                   log::Field{"message", why->message}};
+    log::write(expected ? log::Level::debug : log::Level::info, "session_closed", fields);
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
+    ClientStartup startup = co_await read_client_startup(client_, client_in_, services_, kind_, peer_);
+    if (startup.stop) co_return startup.stop;
+    startup_parameters_ = startup.packet.parameters;
+    user_ = std::string(startup.packet.parameter("user"));
+    database_ = std::string(startup.packet.parameter("database"));
+    if (database_.empty()) database_ = user_;
+    auto topology = services_.topology();
+    std::optional<health::NodeAddress> primary_address;
+    if (auto primary = routing::choose_primary(*topology)) primary_address = topology->nodes[*primary].address;
+    ClientAuthResult auth = co_await authenticate_client(client_, client_in_, *services_.secrets, user_,
+                                                         primary_address, services_.config.limits);
+    if (auth.stop) co_return auth.stop;
+    credentials_ = std::move(auth.credentials);
+    std::string ok;
+    protocol::append_authentication(ok, protocol::auth_ok);
+    if (!co_await write_client(ok)) co_return Disconnect::quiet("client_left_during_auth");
+
+    // The greeting (ParameterStatus values) comes from the node the session starts on.
+    ServerConnection* first = nullptr;
+    if (kind_ == ListenerKind::ro) {
+        auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
+        for (std::size_t node : routing::read_only_candidates(*topology, turn, services_.config.ro_fallback_to_primary)) {
+            auto ready = co_await ready_server(node);
+            if (auto* server = std::get_if<ServerConnection*>(&ready)) {
+                first = *server;
+                pinned_standby_ = node;
+                break;
+            }
+        }
+        if (!first) {
+            services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+            co_return Disconnect{std::string(connection_failure), routing::describe_unavailable(*topology, false), "no_node"};
+        }
+    } else {
+        auto primary = co_await primary_server();
+        if (auto* why = std::get_if<Disconnect>(&primary)) co_return *why;
+        first = std::get<ServerConnection*>(primary);
+    }
+    co_return co_await greet(*first);
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& server) {
+    std::string out;
+    for (const auto& [name, value] : server.parameters()) protocol::append_parameter_status(out, name, value);
+    const health::NodeAddress& address = server.address();
+    client_key_ = services_.cancels.add(CancelTarget{address.host, address.port, address.name, server.backend_key()});
+    cancel_node_ = server.node();
+    protocol::append_backend_key_data(out, *client_key_);
+    protocol::append_ready_for_query(out, protocol::TransactionStatus::idle);
+    if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
+    co_return std::nullopt;
+}
+
+// ---- servers ----------------------------------------------------------------------------
+
+asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::ready_server(std::size_t node) {
+    auto& slot = servers_.at(node);
+    if (slot && slot->broken()) {
+        services_.counters.add(node, NodeCounter::server_connections_active, -1);
+        slot.reset();
+    }
+    if (!slot) {
+        auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, services_.config.nodes[node],
+                                                         services_.config.limits);
+        if (auto failure = co_await server->open(startup_parameters_, credentials_)) {
+            services_.counters.add(node, NodeCounter::server_connect_errors_total);
+            log::warn("server_login_failed", {{"session", id_}, {"node", services_.config.nodes[node].name},
+                                              {"sqlstate", failure->sqlstate}, {"error", failure->message}});
+            co_return *failure;
+        }
+        services_.counters.add(node, NodeCounter::sessions_routed_total);
+        services_.counters.add(node, NodeCounter::server_connections_active);
+        slot = std::move(server);
+    }
+    // Bring the connection up to date with the session's SET history.
+    if (slot->settings_applied < settings_.size()) {
+        std::string replay;
+        for (std::size_t i = slot->settings_applied; i < settings_.size(); ++i) replay += settings_[i] + ";";
+        HiddenResult result = co_await slot->hidden_query(replay);
+        if (!result.ok) {
+            log::warn("settings_replay_failed", {{"session", id_}, {"node", slot->address().name},
+                                                 {"error", result.error.message}});
+            slot->mark_broken();
+            co_return ServerFailure{std::string(connection_failure),
+                                    "pglane: could not apply the session's settings: " + result.error.message};
+        }
+        slot->settings_applied = settings_.size();
+    }
+    co_return slot.get();
+}
+
+asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server() {
+    auto topology = services_.topology();
+    auto primary = routing::choose_primary(*topology);
+    if (!primary) {
+        services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+        co_return Disconnect{std::string(connection_failure), routing::describe_unavailable(*topology, true), "no_primary"};
+    }
+    if (primary_node_ && primary_node_ != primary) {
+        co_return Disconnect{std::string(admin_shutdown), "pglane: the primary changed; reconnect", "primary_changed"};
+    }
+    auto ready = co_await ready_server(*primary);
+    if (auto* failure = std::get_if<ServerFailure>(&ready)) {
+        // An authoritative refusal (no such database, role not allowed...) is the client's answer.
+        co_return Disconnect{failure->sqlstate, failure->message, "server_refused_login"};
+    }
+    if (!primary_node_) {
+        primary_node_ = primary;
+        primary_term_ = topology->primary_term;
+    }
+    co_return std::get<ServerConnection*>(ready);
+}
+
+asio::awaitable<bool> AutoSession::load_function_catalog(ServerConnection& primary) {
+    catalog_ = services_.catalogs.find(database_);
+    if (catalog_) co_return true;
+    HiddenResult result = co_await primary.hidden_query(FunctionCatalogs::load_query);
+    if (!result.ok) co_return false;
+    auto catalog = std::make_shared<routing::FunctionCatalog>();
+    for (const auto& row : result.rows) {
+        if (row.size() == 3 && row[0] && row[1] && row[2] && !row[2]->empty())
+            catalog->add(*row[0], *row[1], (*row[2])[0]);
+    }
+    catalog_ = catalog;
+    services_.catalogs.store(database_, catalog_);
+    co_return true;
+}
+
+asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standby) {
+    if (router_.write_lsn_unknown()) {
+        auto primary = co_await primary_server();
+        auto* server = std::get_if<ServerConnection*>(&primary);
+        if (!server) co_return false;
+        HiddenResult lsn = co_await (*server)->hidden_query("SELECT pg_catalog.pg_current_wal_lsn()");
+        if (!lsn.ok || lsn.rows.empty() || !lsn.rows[0][0]) co_return false;
+        auto parsed = health::parse_lsn(*lsn.rows[0][0]);
+        if (!parsed) co_return false;
+        router_.write_lsn_known(*parsed);
+    }
+    if (standby.known_replay_lsn >= router_.write_lsn()) co_return true;
+    HiddenResult replay = co_await standby.hidden_query("SELECT pg_catalog.pg_last_wal_replay_lsn()");
+    if (!replay.ok || replay.rows.empty() || !replay.rows[0][0]) co_return false;
+    standby.known_replay_lsn = health::parse_lsn(*replay.rows[0][0]).value_or(0);
+    co_return standby.known_replay_lsn >= router_.write_lsn();
+}
+
+asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::RouteDecision& decision) {
+    auto topology = services_.topology();
+    auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t node : routing::read_only_candidates(*topology, turn, false)) {
+        const health::NodeStatus& status = topology->nodes[node];
+        if (max_lag_ms_ >= 0 && status.lag_seconds * 1000.0 > max_lag_ms_) continue;
+        auto ready = co_await ready_server(node);
+        auto* server = std::get_if<ServerConnection*>(&ready);
+        if (!server) continue;
+        if (decision.needs_replay_check && !co_await standby_has_replayed(**server)) continue;
+        co_return *server;
+    }
+    co_return nullptr;
+}
+
+asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose_server(const Unit& unit) {
+    if (pinned_standby_) {
+        auto ready = co_await ready_server(*pinned_standby_);
+        if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
+        co_return Disconnect{std::string(connection_failure), "pglane: lost the standby this session is on",
+                             "standby_lost"};
+    }
+    if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
+        auto ready = co_await ready_server(*transaction_node_);
+        if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
+        co_return Disconnect{std::string(connection_failure), "pglane: lost the server of the open transaction",
+                             "transaction_server_lost"};
+    }
+    if (kind_ == ListenerKind::rw) co_return co_await primary_server();
+    std::vector<const routing::Classification*> statements;
+    bool calls_functions = false;
+    for (const auto& c : unit.statements) {
+        statements.push_back(&c);
+        calls_functions = calls_functions || !c.functions.empty();
+    }
+    if (calls_functions && !catalog_) {
+        if (auto primary = co_await primary_server(); std::holds_alternative<ServerConnection*>(primary))
+            (void)co_await load_function_catalog(*std::get<ServerConnection*>(primary));
+    }
+    routing::RouteDecision decision = router_.route(statements, catalog_.get(), false);
+    if (decision.destination == routing::Destination::standby) {
+        if (ServerConnection* standby = co_await choose_standby(decision)) {
+            if (log::level() <= log::Level::debug)
+                log::debug("routed", {{"session", id_}, {"node", standby->address().name}, {"reason", decision.reason}});
+            co_return standby;
+        }
+        decision.reason = decision.needs_replay_check ? "read-your-writes: standbys behind" : "no eligible standby";
+    }
+    if (log::level() <= log::Level::debug)
+        log::debug("routed", {{"session", id_}, {"node", "primary"}, {"reason", decision.reason}});
+    co_return co_await primary_server();
+}
+
+// ---- the unit loop ----------------------------------------------------------------------
+
+asio::awaitable<Disconnect> AutoSession::serve() {
+    for (;;) {
+        if (fence_) co_return *fence_;
+        Unit unit;
+        if (auto stop = co_await read_unit(unit)) co_return *stop;
+        if (unit.terminate && unit.bytes.empty()) {
+            client_terminated_ = true;
+            co_return Disconnect::quiet("client_terminated");
+        }
+        if (co_await answer_pglane_setting(unit)) continue;
+        if (auto stop = co_await run_unit(unit)) co_return *stop;
+        if (unit.terminate) {
+            client_terminated_ = true;
+            co_return Disconnect::quiet("client_terminated");
+        }
+    }
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
+    for (;;) {
+        while (true) {
+            protocol::Frame frame = protocol::frame_message(client_in_.unread(), services_.config.limits.max_message_bytes);
+            if (frame.status == protocol::FrameStatus::malformed) {
+                services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+                co_return Disconnect{std::string(protocol_violation),
+                                     fmt::format("invalid message length {} for message type \"{}\"", frame.length,
+                                                 frame.tag),
+                                     "malformed_message"};
+            }
+            if (frame.status == protocol::FrameStatus::need_more) {
+                if (frame.header_known()) client_in_.reserve_frame(frame.size);
+                break;
+            }
+            protocol::Bytes raw = client_in_.unread().first(frame.size);
+            if (auto stop = take_client_message(unit, frame.tag, frame.body, raw)) co_return stop;
+            client_in_.consume(frame.size);
+            if (unit.complete || unit.terminate) co_return std::nullopt;
+            if (frame.tag == 'H') co_return std::nullopt;  // Flush: the client waits for results now
+        }
+        client_in_.compact();
+        // Wait for the client, or for the session to be fenced while it is idle.
+        fence_timer_.expires_at(asio::steady_timer::time_point::max());
+        auto result = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+                                fence_timer_.async_wait(use_nothrow));
+        if (fence_) co_return *fence_;
+        if (result.index() == 0 && std::get<0>(std::get<0>(result))) co_return Disconnect::quiet("client_disconnected");
+        boost::system::error_code ec;
+        std::size_t n = client_.read_some(free_buffer(client_in_), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+        if (ec) co_return Disconnect::quiet("client_disconnected");
+        client_in_.commit(n);
+    }
+}
+
+std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag, protocol::Bytes body,
+                                                           protocol::Bytes raw) {
+    auto malformed = [&](std::string_view what) {
+        services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+        return Disconnect{std::string(protocol_violation), fmt::format("malformed {} message", what), "malformed_message"};
+    };
+    if (!protocol::is_frontend_message(tag) || tag == 'p') {
+        services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+        return Disconnect{std::string(protocol_violation),
+                          fmt::format("invalid frontend message type {}", int(static_cast<unsigned char>(tag))),
+                          "unknown_message_type"};
+    }
+    unit.bytes.append(protocol::as_text(raw));
+    switch (tag) {
+        case 'Q': {
+            auto sql = protocol::read_query(body);
+            if (!sql) return malformed("Query");
+            unit.simple = true;
+            unit.complete = true;
+            const routing::Classification& c = services_.classifications.classify(*sql);
+            if (!c.prepare_name.empty()) unit.sql_prepares.push_back(c.prepare_name);
+            if (!c.execute_name.empty()) {
+                unit.sql_executes.push_back(c.execute_name);
+                auto it = sql_statements_.find(c.execute_name);
+                unit.statements.push_back(it != sql_statements_.end() ? it->second.classification
+                                                                      : unknown_statement("EXECUTE of an unknown statement"));
+                if (c.session_state) unit.statements.push_back(c);
+            } else {
+                unit.statements.push_back(c);
+            }
+            if (c.session_state) unit.session_sql.emplace_back(*sql);
+            return std::nullopt;
+        }
+        case 'P': {
+            auto parse = protocol::read_parse(body);
+            if (!parse) return malformed("Parse");
+            const routing::Classification& c = services_.classifications.classify(parse->query);
+            PreparedStatement& statement = statements_[std::string(parse->statement)];
+            statement.definition.assign(protocol::as_text(raw));
+            statement.version = next_version_++;
+            statement.classification = c;
+            unit.parses.emplace_back(parse->statement);
+            unit.statements.push_back(c);
+            if (c.session_state) unit.session_sql.emplace_back(parse->query);
+            return std::nullopt;
+        }
+        case 'B':
+        case 'D': {
+            std::string_view name;
+            if (tag == 'B') {
+                auto bind = protocol::read_bind(body);
+                if (!bind) return malformed("Bind");
+                name = bind->statement;
+            } else {
+                auto describe = protocol::read_describe(body);
+                if (!describe) return malformed("Describe");
+                if (describe->target != 'S') return std::nullopt;
+                name = describe->name;
+            }
+            bool parsed_here = std::find(unit.parses.begin(), unit.parses.end(), name) != unit.parses.end();
+            if (!parsed_here) unit.needs_statement.emplace_back(name);
+            auto it = statements_.find(std::string(name));
+            if (tag == 'B')
+                unit.statements.push_back(it != statements_.end() ? it->second.classification
+                                                                  : unknown_statement("Bind of an unknown statement"));
+            return std::nullopt;
+        }
+        case 'C': {
+            auto close = protocol::read_close(body);
+            if (!close) return malformed("Close");
+            if (close->target == 'S') {
+                statements_.erase(std::string(close->name));
+                unit.closes.emplace_back(close->name);
+            }
+            return std::nullopt;
+        }
+        case 'S':
+            unit.complete = true;
+            return std::nullopt;
+        case 'F':
+            unit.statements.push_back(unknown_statement("function call message"));
+            unit.complete = true;
+            return std::nullopt;
+        case 'X':
+            unit.bytes.resize(unit.bytes.size() - raw.size());  // pglane says goodbye to servers itself
+            unit.terminate = true;
+            return std::nullopt;
+        default:
+            return std::nullopt;  // Execute, Flush, stray Copy messages: routed with their unit
+    }
+}
+
+asio::awaitable<bool> AutoSession::answer_pglane_setting(const Unit& unit) {
+    if (!unit.simple || unit.statements.size() != 1) co_return false;
+    const routing::Classification& c = unit.statements.front();
+    if (!c.pglane_setting_name || c.statement_count != 1) co_return false;
+    std::string out;
+    bool ok = true;
+    if (*c.pglane_setting_name == "pglane.route") {
+        ok = router_.set_route(c.pglane_setting_value);
+    } else if (*c.pglane_setting_name == "pglane.max_lag_ms") {
+        try {
+            max_lag_ms_ = c.pglane_setting_value ? std::stoi(*c.pglane_setting_value) : -1;
+        } catch (const std::exception&) {
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    if (ok) {
+        protocol::MessageWriter(out, 'C').cstring(c.pglane_setting_value ? "SET" : "RESET");
+    } else {
+        protocol::append_error_response(out, "ERROR", "22023",
+                                        fmt::format("invalid value for parameter \"{}\"", *c.pglane_setting_name));
+    }
+    protocol::append_ready_for_query(out, status_);
+    (void)co_await write_client(out);
+    co_return true;
+}
+
+asio::awaitable<void> serve_authenticated_client(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+    AutoSession session(std::move(socket), kind, services);
+    co_await session.run();
+}
+
+}  // namespace pglane::proxy

@@ -1,0 +1,129 @@
+#pragma once
+// A client session that pglane authenticates itself and serves over connections it opens
+// on the client's behalf: the auto port (statement routing), and the rw and ro ports when
+// an "auth" section is configured. Every unit (one Query, or extended-protocol messages up
+// to Sync) runs on one node; transactions stay on one node; SET values and prepared
+// statements follow the session to whichever node runs its next unit.
+
+#include "proxy/client_session.hpp"
+#include "proxy/server_connection.hpp"
+#include "routing/classifier.hpp"
+#include "routing/session_router.hpp"
+
+#include <boost/asio.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace pglane::proxy {
+
+/// A statement prepared by the client (protocol Parse or SQL PREPARE), kept so it can be
+/// prepared again on another node. `version` tells which nodes hold this very definition.
+struct PreparedStatement {
+    std::string definition;   // the raw Parse message, or the PREPARE statement's SQL
+    std::uint64_t version = 0;
+    routing::Classification classification;
+};
+
+/// One unit of client messages, routed as a whole.
+struct Unit {
+    std::string bytes;                                  // client messages as received
+    std::vector<routing::Classification> statements;
+    std::vector<std::string> needs_statement;           // Bind/Describe names not Parsed in this unit
+    std::vector<std::string> parses;                    // names this unit Parses
+    std::vector<std::string> closes;                    // statement names this unit Closes
+    std::vector<std::string> sql_prepares, sql_executes;
+    std::vector<std::string> session_sql;               // SET-like statements to replay elsewhere
+    bool simple = false;       // a simple Query
+    bool complete = false;     // ends with Sync, Query or FunctionCall
+    bool terminate = false;    // the client sent Terminate
+};
+
+/// Owned by its coroutine's frame; touched by one worker thread only.
+class AutoSession final : public FenceableSession {
+public:
+    AutoSession(tcp::socket client, ListenerKind kind, SessionServices& services);
+    ~AutoSession() override;
+
+    asio::awaitable<void> run();
+    void fence(Disconnect why) override;
+    void on_topology(const health::Topology& topology) override;
+
+private:
+    enum class Outcome { done, retry_on_primary };
+
+    // startup
+    asio::awaitable<std::optional<Disconnect>> startup();
+    asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
+    // the unit loop
+    asio::awaitable<Disconnect> serve();
+    asio::awaitable<std::optional<Disconnect>> read_unit(Unit& unit);
+    [[nodiscard]] std::optional<Disconnect> take_client_message(Unit& unit, char tag, protocol::Bytes body,
+                                                                protocol::Bytes raw);
+    asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
+    // node choice
+    asio::awaitable<std::variant<ServerConnection*, Disconnect>> choose_server(const Unit& unit);
+    asio::awaitable<ServerConnection*> choose_standby(const routing::RouteDecision& decision);
+    asio::awaitable<bool> standby_has_replayed(ServerConnection& standby);
+    asio::awaitable<std::variant<ServerConnection*, Disconnect>> primary_server();
+    asio::awaitable<std::variant<ServerConnection*, ServerFailure>> ready_server(std::size_t node);
+    asio::awaitable<bool> load_function_catalog(ServerConnection& primary);
+    // running a unit
+    asio::awaitable<std::optional<Disconnect>> run_unit(Unit& unit);
+    asio::awaitable<std::variant<Outcome, Disconnect>> execute(Unit& unit, ServerConnection& server, bool may_retry);
+    asio::awaitable<bool> prepare_sql_statements(const Unit& unit, ServerConnection& server);
+    [[nodiscard]] std::string injections(const Unit& unit, ServerConnection& server);
+    void after_unit(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before);
+    void remember_settings(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before);
+    void remember_sql_statements(const Unit& unit, ServerConnection& server);
+    asio::awaitable<std::optional<Disconnect>> forward_more_client_messages(Unit& unit, ServerConnection& server,
+                                                                           bool& copy_in);
+    void point_cancel_at(ServerConnection& server);
+    void track_sent(const Unit& unit, ServerConnection& server);
+
+    [[nodiscard]] asio::awaitable<bool> write_client(std::string_view bytes);
+    [[nodiscard]] std::optional<std::size_t> elected_primary() const;
+
+    SessionServices& services_;
+    ListenerKind kind_;
+    std::uint64_t id_;
+    tcp::socket client_;
+    ByteBuffer client_in_;
+    std::string peer_;
+    std::vector<std::pair<std::string, std::string>> startup_parameters_;
+    std::string user_;
+    std::string database_;
+    ServerCredentials credentials_;
+    std::vector<std::unique_ptr<ServerConnection>> servers_;   // by node index, opened lazily
+    std::optional<std::size_t> primary_node_;                  // the primary this session writes to
+    std::uint64_t primary_term_ = 0;
+    std::optional<std::size_t> pinned_standby_;                // ro port with pglane auth
+    std::optional<std::size_t> transaction_node_;
+    protocol::TransactionStatus status_ = protocol::TransactionStatus::idle;
+    routing::SessionRouter router_;
+    std::shared_ptr<const routing::FunctionCatalog> catalog_;
+    std::unordered_map<std::string, PreparedStatement> statements_;
+    std::unordered_map<std::string, PreparedStatement> sql_statements_;
+    std::vector<std::string> settings_;          // session SETs, replayed on every new connection
+    std::vector<std::string> pending_settings_;  // SETs inside the open transaction: kept only if it commits
+    int swallow_parse_complete_ = 0;             // answers to Parse/Close messages pglane injected
+    int swallow_close_complete_ = 0;
+    bool unit_failed_ = false;
+    std::uint64_t next_version_ = 1;
+    int max_lag_ms_ = -1;
+    std::optional<protocol::BackendKey> client_key_;
+    std::optional<std::size_t> cancel_node_;
+    std::string scratch_;
+    asio::steady_timer fence_timer_;
+    std::optional<Disconnect> fence_;
+    bool client_terminated_ = false;
+};
+
+/// Serves one accepted connection with pglane's own authentication.
+asio::awaitable<void> serve_authenticated_client(tcp::socket socket, ListenerKind kind, SessionServices& services);
+
+}  // namespace pglane::proxy

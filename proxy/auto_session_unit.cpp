@@ -1,0 +1,363 @@
+// Running one unit of an AutoSession on a server: statements the node lacks are prepared
+// first (injected Parse/Close messages whose answers the client never sees), responses are
+// relayed as they arrive, COPY data flows from the client, and a read refused by a standby
+// before anything reached the client is re-run on the primary.
+
+#include "common/log.hpp"
+#include "protocol/framing.hpp"
+#include "proxy/auto_session.hpp"
+#include "proxy/cancel_registry.hpp"
+#include "routing/node_choice.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <fmt/format.h>
+
+namespace pglane::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+using protocol::sqlstate::connection_failure;
+using protocol::sqlstate::protocol_violation;
+
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+// Session SET statements are replayed on every new server connection; past this many the
+// session stays on the primary instead of replaying an ever longer history.
+constexpr std::size_t max_replayed_settings = 256;
+constexpr std::string_view read_only_transaction = "25006";
+
+std::string quote_identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out.push_back('"');
+        out.push_back(c);
+    }
+    out.push_back('"');
+    return out;
+}
+
+Disconnect server_lost(const ServerConnection& server) {
+    return {std::string(connection_failure), fmt::format("pglane: lost the connection to server {}", server.address().name),
+            "server_lost"};
+}
+
+}  // namespace
+
+void AutoSession::point_cancel_at(ServerConnection& server) {
+    if (!client_key_ || cancel_node_ == server.node()) return;
+    const health::NodeAddress& address = server.address();
+    services_.cancels.update(*client_key_, CancelTarget{address.host, address.port, address.name, server.backend_key()});
+    cancel_node_ = server.node();
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
+    auto chosen = co_await choose_server(unit);
+    if (auto* why = std::get_if<Disconnect>(&chosen)) co_return *why;
+    ServerConnection* server = std::get<ServerConnection*>(chosen);
+    bool on_standby = server->node() != elected_primary();
+    bool may_retry = on_standby && unit.complete && kind_ == ListenerKind::auto_ &&
+                     status_ == protocol::TransactionStatus::idle;
+    auto outcome = co_await execute(unit, *server, may_retry);
+    if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
+    if (std::get<Outcome>(outcome) == Outcome::retry_on_primary) {
+        log::info("read_retried_on_primary", {{"session", id_}, {"standby", server->address().name}});
+        auto primary = co_await primary_server();
+        if (auto* why = std::get_if<Disconnect>(&primary)) co_return *why;
+        outcome = co_await execute(unit, *std::get<ServerConnection*>(primary), false);
+        if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
+    }
+    co_return std::nullopt;
+}
+
+asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, ServerConnection& server) {
+    for (const std::string& name : unit.sql_prepares) {
+        if (!server.sql_statements.contains(name)) continue;
+        // The node still holds an older definition under this name: drop it first.
+        HiddenResult dropped = co_await server.hidden_query("DEALLOCATE " + quote_identifier(name));
+        if (server.broken()) co_return false;
+        (void)dropped;
+        server.sql_statements.erase(name);
+    }
+    for (const std::string& name : unit.sql_executes) {
+        auto it = sql_statements_.find(name);
+        if (it == sql_statements_.end()) continue;
+        auto held = server.sql_statements.find(name);
+        if (held != server.sql_statements.end() && held->second == it->second.version) continue;
+        if (held != server.sql_statements.end()) {
+            (void)co_await server.hidden_query("DEALLOCATE " + quote_identifier(name));
+            server.sql_statements.erase(name);
+        }
+        HiddenResult prepared = co_await server.hidden_query(it->second.definition);
+        if (server.broken()) co_return false;
+        if (prepared.ok) server.sql_statements[name] = it->second.version;
+    }
+    co_return true;
+}
+
+std::string AutoSession::injections(const Unit& unit, ServerConnection& server) {
+    std::string out;
+    std::vector<std::string_view> closed;
+    auto close = [&](std::string_view name) {
+        if (name.empty() || !server.statements.contains(std::string(name))) return;
+        if (std::find(closed.begin(), closed.end(), name) != closed.end()) return;
+        protocol::MessageWriter(out, 'C').u8('S').cstring(name);
+        ++swallow_close_complete_;
+        closed.push_back(name);
+    };
+    std::vector<std::string_view> injected;
+    for (const std::string& name : unit.needs_statement) {
+        auto it = statements_.find(name);
+        if (it == statements_.end()) continue;   // the server answers "does not exist", as it should
+        auto held = server.statements.find(name);
+        if (held != server.statements.end() && held->second == it->second.version) continue;
+        if (std::find(injected.begin(), injected.end(), name) != injected.end()) continue;
+        close(name);
+        out += it->second.definition;
+        ++swallow_parse_complete_;
+        injected.push_back(name);
+    }
+    for (const std::string& name : unit.parses) close(name);
+    return out;
+}
+
+void AutoSession::track_sent(const Unit& unit, ServerConnection& server) {
+    for (const std::string& name : unit.needs_statement) {
+        if (auto it = statements_.find(name); it != statements_.end()) server.statements[name] = it->second.version;
+    }
+    for (const std::string& name : unit.parses) {
+        if (auto it = statements_.find(name); it != statements_.end()) server.statements[name] = it->second.version;
+    }
+    for (const std::string& name : unit.closes) server.statements.erase(name);
+}
+
+asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::execute(Unit& unit, ServerConnection& server,
+                                                                                     bool may_retry) {
+    swallow_parse_complete_ = swallow_close_complete_ = 0;
+    unit_failed_ = false;
+    protocol::TransactionStatus before = status_;
+    if (!co_await prepare_sql_statements(unit, server)) {
+        if (may_retry) co_return Outcome::retry_on_primary;
+        co_return server_lost(server);
+    }
+    point_cancel_at(server);
+    std::string out = injections(unit, server);
+    out += unit.bytes;
+    track_sent(unit, server);
+    if (!co_await server.write(out)) {
+        if (may_retry) co_return Outcome::retry_on_primary;
+        co_return server_lost(server);
+    }
+    protocol::RelayCursor cursor(services_.config.limits.max_message_bytes, server.in().capacity());
+    bool forwarded_any = false;
+    bool retrying = false;
+    bool copy_in = false;
+    std::vector<asio::const_buffer> pieces;
+    for (;;) {
+        // 1. Relay what the server has sent, minus the answers to pglane's own messages.
+        ByteBuffer& in = server.in();
+        pieces.clear();
+        std::size_t span_start = in.begin();
+        bool done = false;
+        while (!done) {
+            protocol::RelayCursor::Step step = cursor.next(in.unread());
+            if (step.kind == protocol::RelayCursor::Kind::need_more) break;
+            if (step.kind == protocol::RelayCursor::Kind::malformed) {
+                server.mark_broken();
+                co_return Disconnect{std::string(protocol_violation),
+                                     fmt::format("pglane: server {} sent a malformed message", server.address().name),
+                                     "server_malformed"};
+            }
+            bool swallow = retrying;
+            if (step.kind == protocol::RelayCursor::Kind::message) {
+                char tag = step.frame.tag;
+                if (tag == '1' && swallow_parse_complete_ > 0) {
+                    --swallow_parse_complete_;
+                    swallow = true;
+                } else if (tag == '3' && swallow_close_complete_ > 0) {
+                    --swallow_close_complete_;
+                    swallow = true;
+                } else if (tag == 'E') {
+                    unit_failed_ = true;
+                    auto fields = protocol::read_error_fields(step.frame.body);
+                    if (may_retry && !forwarded_any && fields && fields->sqlstate == read_only_transaction) {
+                        retrying = true;
+                        swallow = true;
+                    }
+                } else if (tag == 'G') {
+                    copy_in = true;
+                } else if (tag == 'Z') {
+                    if (auto status = protocol::read_ready_for_query(step.frame.body)) status_ = *status;
+                    done = unit.complete;
+                    swallow_parse_complete_ = swallow_close_complete_ = 0;
+                }
+            }
+            if (swallow) {
+                if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                in.consume(step.bytes);
+                span_start = in.begin();
+            } else {
+                in.consume(step.bytes);
+                forwarded_any = true;
+            }
+        }
+        if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+        if (!pieces.empty()) {
+            auto [ec, n] = co_await asio::async_write(client_, pieces, use_nothrow);
+            if (ec) co_return Disconnect::quiet("client_disconnected");
+        }
+        if (done) {
+            if (retrying) {
+                status_ = before;
+                co_return Outcome::retry_on_primary;
+            }
+            after_unit(unit, server, before);
+            co_return Outcome::done;
+        }
+        // 2. Messages the client adds to an open unit (after Flush) or COPY data.
+        bool client_turn = !unit.complete || copy_in;
+        if (client_turn) {
+            if (auto stop = co_await forward_more_client_messages(unit, server, copy_in)) co_return *stop;
+        }
+        // 3. Wait for more from the server (and the client, when it is its turn).
+        if (client_turn) {
+            auto ready = co_await (server.socket().async_wait(tcp::socket::wait_read, use_nothrow) ||
+                                   client_.async_wait(tcp::socket::wait_read, use_nothrow));
+            if (ready.index() == 1) {
+                boost::system::error_code ec;
+                std::size_t n = client_.read_some(free_buffer(client_in_), ec);
+                if (ec && ec != asio::error::would_block) co_return Disconnect::quiet("client_disconnected");
+                client_in_.commit(n);
+                continue;
+            }
+        }
+        if (!co_await server.read_more()) {
+            if (may_retry && !forwarded_any) co_return Outcome::retry_on_primary;
+            co_return server_lost(server);
+        }
+    }
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_messages(Unit& unit, ServerConnection& server,
+                                                                                    bool& copy_in) {
+    client_in_.compact();
+    std::string out;
+    for (;;) {
+        protocol::Frame frame = protocol::frame_message(client_in_.unread(), services_.config.limits.max_message_bytes);
+        if (frame.status == protocol::FrameStatus::malformed) {
+            services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+            co_return Disconnect{std::string(protocol_violation),
+                                 fmt::format("invalid message length {} for message type \"{}\"", frame.length, frame.tag),
+                                 "malformed_message"};
+        }
+        if (frame.status == protocol::FrameStatus::need_more) {
+            if (frame.header_known()) client_in_.reserve_frame(frame.size);
+            break;
+        }
+        protocol::Bytes raw = client_in_.unread().first(frame.size);
+        if (copy_in) {
+            out.append(protocol::as_text(raw));
+            if (frame.tag == 'c' || frame.tag == 'f') copy_in = false;
+        } else {
+            Unit more;
+            if (auto stop = take_client_message(more, frame.tag, frame.body, raw)) co_return stop;
+            if (more.terminate) {
+                client_terminated_ = true;
+                unit.terminate = true;
+            }
+            out += injections(more, server);
+            out += more.bytes;
+            track_sent(more, server);
+            for (auto& c : more.statements) unit.statements.push_back(std::move(c));
+            for (auto& s : more.session_sql) unit.session_sql.push_back(std::move(s));
+            unit.complete = unit.complete || more.complete;
+        }
+        client_in_.consume(frame.size);
+        if (unit.complete && !copy_in) break;
+    }
+    if (!out.empty() && !co_await server.write(out)) co_return server_lost(server);
+    co_return std::nullopt;
+}
+
+// ---- what a finished unit did to the session --------------------------------------------
+
+void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before) {
+    std::vector<const routing::Classification*> statements;
+    for (const auto& c : unit.statements) statements.push_back(&c);
+    router_.completed(statements, server.node() == elected_primary());
+    transaction_node_ = status_ != protocol::TransactionStatus::idle ? std::optional(server.node()) : std::nullopt;
+    remember_settings(unit, server, before);
+    remember_sql_statements(unit, server);
+    if (router_.pin() != routing::PinReason::none && server.node() != elected_primary()) {
+        // A pin that happened on a standby (e.g. LISTEN) cannot be honoured on the primary.
+        log::warn("pinned_on_standby", {{"session", id_}, {"node", server.address().name}});
+    }
+}
+
+void AutoSession::remember_settings(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before) {
+    bool discard_all = std::any_of(unit.statements.begin(), unit.statements.end(),
+                                   [](const routing::Classification& c) { return c.discard_all; });
+    if (discard_all && !unit_failed_) {
+        settings_.clear();
+        pending_settings_.clear();
+        statements_.clear();
+        sql_statements_.clear();
+        for (auto& other : servers_) {
+            if (other && other.get() != &server) other->mark_broken();  // reopened fresh when needed
+        }
+        server.settings_applied = 0;
+        server.statements.clear();
+        server.sql_statements.clear();
+        return;
+    }
+    bool in_transaction = status_ != protocol::TransactionStatus::idle;
+    if (!unit.session_sql.empty() && !unit_failed_) {
+        bool only_settings = std::all_of(unit.statements.begin(), unit.statements.end(), [](const routing::Classification& c) {
+            return c.session_state || (c.parsed && c.read_only && c.functions.empty());
+        });
+        // A SET sharing a Query string with a write cannot be replayed without the write.
+        if (!only_settings) router_.pin(routing::PinReason::other);
+        auto& target = in_transaction || before != protocol::TransactionStatus::idle ? pending_settings_ : settings_;
+        target.insert(target.end(), unit.session_sql.begin(), unit.session_sql.end());
+        if (&target == &settings_) server.settings_applied = settings_.size();
+    }
+    if (!in_transaction && !pending_settings_.empty()) {
+        // The transaction ended: its SETs stand only if it committed.
+        bool committed = !unit_failed_ && before == protocol::TransactionStatus::in_transaction &&
+                         std::any_of(unit.statements.begin(), unit.statements.end(), [](const routing::Classification& c) {
+                             return c.transaction == routing::TransactionControl::commit;
+                         });
+        if (committed) {
+            settings_.insert(settings_.end(), pending_settings_.begin(), pending_settings_.end());
+            server.settings_applied = settings_.size();
+        }
+        pending_settings_.clear();
+    }
+    if (settings_.size() > max_replayed_settings) router_.pin(routing::PinReason::other);
+}
+
+void AutoSession::remember_sql_statements(const Unit& unit, ServerConnection& server) {
+    if (unit_failed_) return;
+    for (const auto& c : unit.statements) {
+        if (c.deallocate_all) {
+            sql_statements_.clear();
+            server.sql_statements.clear();
+        } else if (!c.deallocate_name.empty()) {
+            sql_statements_.erase(c.deallocate_name);
+            server.sql_statements.erase(c.deallocate_name);
+        }
+    }
+    if (unit.sql_prepares.empty()) return;
+    if (!unit.simple || unit.statements.size() != 1 || unit.statements.front().statement_count != 1) {
+        router_.pin(routing::PinReason::other);  // a PREPARE inside a longer string cannot be replayed alone
+        return;
+    }
+    const routing::Classification& c = unit.statements.front();
+    auto query = protocol::read_query(protocol::as_bytes(unit.bytes).subspan(5));
+    PreparedStatement& statement = sql_statements_[c.prepare_name];
+    statement.definition = query ? std::string(*query) : std::string();
+    statement.version = next_version_++;
+    statement.classification = c;
+    server.sql_statements[c.prepare_name] = statement.version;
+}
+
+}  // namespace pglane::proxy

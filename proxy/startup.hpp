@@ -1,0 +1,35 @@
+#pragma once
+// The startup phase every session begins with, whoever authenticates: startup packets
+// (SSLRequest and GSSENCRequest declined with 'N'), CancelRequests forwarded to the server
+// they name, and framed reads with the bounds of the startup phase.
+
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
+#include "proxy/byte_buffer.hpp"
+#include "proxy/client_session.hpp"
+
+#include <boost/asio.hpp>
+
+#include <optional>
+#include <string>
+
+namespace pglane::proxy {
+
+struct ClientStartup {
+    std::optional<Disconnect> stop;          // refuse (or quietly end) the session
+    bool cancel_handled = false;             // it was a CancelRequest, now forwarded
+    protocol::StartupPacket packet;          // kind == startup when the session goes on
+    std::string raw;                         // the StartupMessage as received
+};
+
+/// Reads startup-phase packets until a StartupMessage (or a reason to stop).
+[[nodiscard]] asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuffer& in,
+                                                                 SessionServices& services, ListenerKind kind,
+                                                                 const std::string& peer);
+
+/// Reads one whole message (startup-phase packet when `startup`) into `in`; nullopt when the
+/// connection ended first. A malformed length comes back as a Frame with status malformed.
+[[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in,
+                                                                         bool startup, std::uint32_t max);
+
+}  // namespace pglane::proxy
