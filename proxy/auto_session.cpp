@@ -86,6 +86,21 @@ std::optional<std::size_t> AutoSession::elected_primary() const {
     return routing::choose_primary(*services_.topology());
 }
 
+const routing::Classification& AutoSession::classify(std::string_view sql) {
+    routing::ClassificationCache& cache = services_.classifications;
+    std::uint64_t misses = cache.misses();
+    std::uint64_t nanoseconds = cache.parse_nanoseconds();
+    const routing::Classification& c = cache.classify(sql);
+    if (cache.misses() == misses) {
+        services_.counters.add(kind_, ListenerCounter::classification_cache_hits_total);
+    } else {
+        services_.counters.add(kind_, ListenerCounter::classification_cache_misses_total);
+        services_.counters.add(kind_, ListenerCounter::classification_parse_nanoseconds_total,
+                               static_cast<std::int64_t>(cache.parse_nanoseconds() - nanoseconds));
+    }
+    return c;
+}
+
 asio::awaitable<bool> AutoSession::write_client(std::string_view bytes) {
     auto [ec, n] = co_await asio::async_write(client_, asio::buffer(bytes), use_nothrow);
     co_return !ec;
@@ -298,6 +313,7 @@ asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::Ro
 }
 
 asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose_server(const Unit& unit) {
+    last_reason_ = routing::RouteReason::port;
     if (pinned_standby_) {
         auto ready = co_await ready_server(*pinned_standby_);
         if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
@@ -305,6 +321,7 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
                              "standby_lost"};
     }
     if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
+        last_reason_ = routing::RouteReason::transaction;
         auto ready = co_await ready_server(*transaction_node_);
         if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
         co_return Disconnect{std::string(connection_failure), "pglane: lost the server of the open transaction",
@@ -322,6 +339,7 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
             (void)co_await load_function_catalog(*std::get<ServerConnection*>(primary));
     }
     routing::RouteDecision decision = router_.route(statements, catalog_.get(), false);
+    last_reason_ = decision.category;
     if (decision.destination == routing::Destination::standby) {
         if (ServerConnection* standby = co_await choose_standby(decision)) {
             if (log::level() <= log::Level::debug)
@@ -329,6 +347,7 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
             co_return standby;
         }
         decision.reason = decision.needs_replay_check ? "read-your-writes: standbys behind" : "no eligible standby";
+        last_reason_ = decision.needs_replay_check ? routing::RouteReason::read_your_writes : routing::RouteReason::no_standby;
     }
     if (log::level() <= log::Level::debug)
         log::debug("routed", {{"session", id_}, {"node", "primary"}, {"reason", decision.reason}});
@@ -410,7 +429,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             if (!sql) return malformed("Query");
             unit.simple = true;
             unit.complete = true;
-            const routing::Classification& c = services_.classifications.classify(*sql);
+            const routing::Classification& c = classify(*sql);
             if (!c.prepare_name.empty()) unit.sql_prepares.push_back(c.prepare_name);
             if (!c.execute_name.empty()) {
                 unit.sql_executes.push_back(c.execute_name);
@@ -427,7 +446,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
         case 'P': {
             auto parse = protocol::read_parse(body);
             if (!parse) return malformed("Parse");
-            const routing::Classification& c = services_.classifications.classify(parse->query);
+            const routing::Classification& c = classify(parse->query);
             PreparedStatement& statement = statements_[std::string(parse->statement)];
             statement.definition.assign(protocol::as_text(raw));
             statement.version = next_version_++;

@@ -86,6 +86,7 @@ private:
     void track_sent(const Unit& unit, ServerConnection& server);
 
     [[nodiscard]] asio::awaitable<bool> write_client(std::string_view bytes);
+    [[nodiscard]] const routing::Classification& classify(std::string_view sql);
     [[nodiscard]] std::optional<std::size_t> elected_primary() const;
 
     SessionServices& services_;
@@ -121,6 +122,7 @@ private:
     asio::steady_timer fence_timer_;
     std::optional<Disconnect> fence_;
     bool client_terminated_ = false;
+    routing::RouteReason last_reason_ = routing::RouteReason::port;
 };
 
 /// Serves one accepted connection with pglane's own authentication.

@@ -55,16 +55,25 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     if (auto* why = std::get_if<Disconnect>(&chosen)) co_return *why;
     ServerConnection* server = std::get<ServerConnection*>(chosen);
     bool on_standby = server->node() != elected_primary();
+    services_.counters.add(last_reason_);
+    services_.counters.add(server->node(), NodeCounter::units_routed_total);
+    services_.counters.add(kind_, on_standby ? ListenerCounter::units_to_standby_total : ListenerCounter::units_to_primary_total);
+    routing::PinReason pin_before = router_.pin();
     bool may_retry = on_standby && unit.complete && kind_ == ListenerKind::auto_ &&
                      status_ == protocol::TransactionStatus::idle;
     auto outcome = co_await execute(unit, *server, may_retry);
     if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
     if (std::get<Outcome>(outcome) == Outcome::retry_on_primary) {
         log::info("read_retried_on_primary", {{"session", id_}, {"standby", server->address().name}});
+        services_.counters.add(kind_, ListenerCounter::read_retries_total);
         auto primary = co_await primary_server();
         if (auto* why = std::get_if<Disconnect>(&primary)) co_return *why;
         outcome = co_await execute(unit, *std::get<ServerConnection*>(primary), false);
         if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
+    }
+    if (pin_before == routing::PinReason::none && router_.pin() != routing::PinReason::none) {
+        services_.counters.add(kind_, ListenerCounter::session_pins_total);
+        log::info("session_pinned", {{"session", id_}, {"reason", routing::to_string(router_.pin())}});
     }
     co_return std::nullopt;
 }

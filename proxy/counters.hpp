@@ -4,6 +4,7 @@
 // Counters (relaxed atomics, no sharing on the hot path); a scrape sums them.
 
 #include "proxy/config.hpp"
+#include "routing/session_router.hpp"
 
 #include <array>
 #include <atomic>
@@ -22,12 +23,20 @@ namespace pglane::proxy {
     X(client_startup_timeouts_total, "counter", "Clients dropped for not completing startup in time")     \
     X(sessions_fenced_total, "counter", "Sessions closed because their primary stopped being elected")    \
     X(cancel_requests_total, "counter", "CancelRequests received")                                        \
-    X(cancel_requests_forwarded_total, "counter", "CancelRequests that matched a session and were forwarded")
+    X(cancel_requests_forwarded_total, "counter", "CancelRequests that matched a session and were forwarded")   \
+    X(units_to_primary_total, "counter", "Statement units (a Query, or messages up to Sync) run on the primary")  \
+    X(units_to_standby_total, "counter", "Statement units run on a standby")                                     \
+    X(read_retries_total, "counter", "Reads refused by a standby and run again on the primary")                 \
+    X(session_pins_total, "counter", "Sessions pinned to the primary (temp tables, LISTEN, advisory locks...)") \
+    X(classification_cache_hits_total, "counter", "Statements classified from the cache")                      \
+    X(classification_cache_misses_total, "counter", "Statements parsed with libpg_query")                      \
+    X(classification_parse_nanoseconds_total, "counter", "Time spent parsing statements, in nanoseconds")
 
 #define PGLANE_NODE_COUNTERS(X)                                                                           \
     X(sessions_routed_total, "counter", "Client sessions routed to the node")                             \
     X(server_connect_errors_total, "counter", "Failed attempts to open a server connection to the node")  \
-    X(server_connections_active, "gauge", "Server connections open now to the node")
+    X(server_connections_active, "gauge", "Server connections open now to the node")                     \
+    X(units_routed_total, "counter", "Statement units run on the node")
 
 #define PGLANE_COUNTER_ENUM(name, type, help) name,
 enum class ListenerCounter : std::size_t { PGLANE_LISTENER_COUNTERS(PGLANE_COUNTER_ENUM) count };
@@ -49,9 +58,12 @@ inline constexpr std::size_t listener_counter_count = static_cast<std::size_t>(L
 inline constexpr std::size_t node_counter_count = static_cast<std::size_t>(NodeCounter::count);
 
 /// Counter values summed over workers.
+inline constexpr std::size_t route_reason_count = static_cast<std::size_t>(routing::RouteReason::count);
+
 struct CounterTotals {
     std::array<std::array<std::uint64_t, listener_counter_count>, listener_kind_count> listener{};
     std::vector<std::array<std::uint64_t, node_counter_count>> node;
+    std::array<std::uint64_t, route_reason_count> route_reasons{};
 };
 
 /// One worker's counters. Written by that worker's thread, read by the metrics thread.
@@ -69,6 +81,10 @@ public:
                                                                  std::memory_order_relaxed);
     }
 
+    void add(routing::RouteReason reason) {
+        route_reasons_[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+    }
+
     /// Adds this worker's values into `totals` (sized for the node count by the caller).
     void sum_into(CounterTotals& totals) const;
 
@@ -78,6 +94,7 @@ private:
     std::array<ListenerRow, listener_kind_count> listener_{};
     std::size_t node_count_;
     std::unique_ptr<NodeRow[]> nodes_;
+    std::array<std::atomic<std::uint64_t>, route_reason_count> route_reasons_{};
 };
 
 }  // namespace pglane::proxy

@@ -21,9 +21,11 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
         co_return;
     }
     tcp::socket server(co_await asio::this_coro::executor);
+    // A named local, not a braced temporary: GCC 12 destroys a braced temporary bound to a
+    // reference parameter inside a co_await expression twice (free(): invalid size).
+    const health::NodeAddress address{target->node, target->host, target->port};
     std::string error = co_await connect_with_deadline(
-        server, {target->node, target->host, target->port},
-        std::chrono::milliseconds(services.config.limits.server_connect_timeout_ms));
+        server, address, std::chrono::milliseconds(services.config.limits.server_connect_timeout_ms));
     bool sent = false;
     if (error.empty()) {
         std::string packet;

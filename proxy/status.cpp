@@ -76,6 +76,11 @@ std::string render_metrics(const health::Topology& topology, const CounterTotals
                            topology.nodes[n].address.name, static_cast<std::int64_t>(totals.node[n][c]));
         }
     }
+    header(out, "units_routed_by_reason_total", "counter", "Statement units routed, by why they went where they went");
+    for (std::size_t r = 0; r < route_reason_count; ++r) {
+        fmt::format_to(std::back_inserter(out), "pglane_units_routed_by_reason_total{{reason=\"{}\"}} {}\n",
+                       routing::to_string(static_cast<routing::RouteReason>(r)), totals.route_reasons[r]);
+    }
     return out;
 }
 

@@ -1,6 +1,7 @@
 #include "routing/classifier.hpp"
 
 #include "routing/classify_statement.hpp"
+#include "routing/parse_limits.hpp"
 
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
@@ -16,10 +17,13 @@ namespace {
 class ParseTree {
 public:
     explicit ParseTree(const std::string& sql) : raw_(pg_query_parse_protobuf(sql.c_str())) {
-        if (raw_.error == nullptr) {
-            tree_ = pg_query__parse_result__unpack(nullptr, raw_.parse_tree.len,
-                                                   reinterpret_cast<const uint8_t*>(raw_.parse_tree.data));
+        if (raw_.error != nullptr) return;
+        const auto* bytes = reinterpret_cast<const uint8_t*>(raw_.parse_tree.data);
+        if (message_nesting(bytes, raw_.parse_tree.len, max_message_nesting) > max_message_nesting) {
+            too_deep_ = true;  // protobuf-c would recurse once per level
+            return;
         }
+        tree_ = pg_query__parse_result__unpack(nullptr, raw_.parse_tree.len, bytes);
     }
     ~ParseTree() {
         if (tree_ != nullptr) pg_query__parse_result__free_unpacked(tree_, nullptr);
@@ -31,12 +35,14 @@ public:
     [[nodiscard]] const PgQuery__ParseResult* tree() const { return tree_; }
     [[nodiscard]] std::string error() const {
         if (raw_.error != nullptr && raw_.error->message != nullptr) return raw_.error->message;
+        if (too_deep_) return "statement nested too deeply to classify";
         return "the parse tree could not be decoded";
     }
 
 private:
     PgQueryProtobufParseResult raw_;
     PgQuery__ParseResult* tree_ = nullptr;
+    bool too_deep_ = false;
 };
 
 Classification unparseable(std::string message) {
@@ -176,7 +182,9 @@ RouteHint leading_route_hint(std::string_view sql) {
 
 Classification classify(std::string_view sql) {
     if (sql.find('\0') != std::string_view::npos) return unparseable("the statement contains a zero byte");
-    const ParseTree parse(std::string{sql});
+    const std::string text(sql);
+    if (may_nest_too_deeply(text)) return unparseable("statement nested too deeply to classify");
+    const ParseTree parse(text);
     if (parse.tree() == nullptr) return unparseable(parse.error());
     Classification out = classify_tree(*parse.tree());
     out.hint = leading_route_hint(sql);

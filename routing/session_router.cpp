@@ -27,6 +27,17 @@ bool syntactically_read_only(std::span<const Classification* const> unit) {
 
 }  // namespace
 
+std::string_view to_string(RouteReason reason) {
+#define PGLANE_ROUTE_REASON_NAME(name) \
+    case RouteReason::name: return #name;
+    switch (reason) {
+        PGLANE_ROUTE_REASONS(PGLANE_ROUTE_REASON_NAME)
+        case RouteReason::count: break;
+    }
+#undef PGLANE_ROUTE_REASON_NAME
+    return "unknown";
+}
+
 void FunctionCatalog::add(std::string_view schema, std::string_view name, char provolatile) {
     Volatility v = from_provolatile(provolatile);
     std::string qualified = std::string(schema) + "." + std::string(name);
@@ -63,39 +74,46 @@ std::optional<RouteDecision> SessionRouter::explicit_route(const Classification&
     RouteHint hint = first.hint != RouteHint::none && first.hint != RouteHint::auto_ ? first.hint : route_;
     bool from_comment = first.hint == RouteHint::primary || first.hint == RouteHint::standby;
     if (hint == RouteHint::primary) {
-        return RouteDecision{Destination::primary, from_comment ? "route hint comment" : "SET pglane.route"};
+        return RouteDecision{Destination::primary, from_comment ? "route hint comment" : "SET pglane.route",
+                             RouteReason::hint};
     }
     // A standby hint waives the function-volatility proof, never the syntax: a statement that
     // writes by its very form still goes to the primary.
     if (hint == RouteHint::standby && syntactically_read_only(unit)) {
-        return RouteDecision{Destination::standby, from_comment ? "route hint comment" : "SET pglane.route"};
+        return RouteDecision{Destination::standby, from_comment ? "route hint comment" : "SET pglane.route",
+                             RouteReason::hint};
     }
     return std::nullopt;
 }
 
 RouteDecision SessionRouter::route(std::span<const Classification* const> unit, const FunctionCatalog* catalog,
                                    bool in_transaction) const {
-    if (in_transaction) return {Destination::current, "inside a transaction"};
-    if (pin_ != PinReason::none) return {Destination::primary, std::string("pinned: ") + to_string(pin_)};
-    if (unit.empty()) return {Destination::primary, "no statement"};
+    if (in_transaction) return {Destination::current, "inside a transaction", RouteReason::transaction};
+    if (pin_ != PinReason::none)
+        return {Destination::primary, std::string("pinned: ") + to_string(pin_), RouteReason::pinned};
+    if (unit.empty()) return {Destination::primary, "no statement", RouteReason::write};
     const Classification& first = *unit.front();
     for (const Classification* c : unit) {
-        if (!c->parsed) return {Destination::primary, c->reason.empty() ? "unparseable" : c->reason};
+        if (!c->parsed)
+            return {Destination::primary, c->reason.empty() ? "unparseable" : c->reason, RouteReason::unparseable};
     }
     if (auto decision = explicit_route(first, unit)) return *decision;
     if (first.transaction == TransactionControl::begin_read_only && unit.size() == 1)
-        return {Destination::standby, "BEGIN READ ONLY"};
+        return {Destination::standby, "BEGIN READ ONLY", RouteReason::transaction};
     for (const Classification* c : unit) {
-        if (c->transaction == TransactionControl::begin) return {Destination::primary, "transaction"};
-        if (!c->read_only) return {Destination::primary, c->reason.empty() ? "not read-only" : c->reason};
-        if (auto why = function_blocks_standby(*c, catalog)) return {Destination::primary, *why};
+        if (c->transaction == TransactionControl::begin)
+            return {Destination::primary, "transaction", RouteReason::transaction};
+        if (!c->read_only)
+            return {Destination::primary, c->reason.empty() ? "not read-only" : c->reason, RouteReason::write};
+        if (auto why = function_blocks_standby(*c, catalog)) return {Destination::primary, *why, RouteReason::function};
     }
     if (wrote_) {
         if (policy_.read_your_writes == ReadYourWrites::session)
-            return {Destination::primary, "read-your-writes: the session wrote"};
-        if (policy_.read_your_writes == ReadYourWrites::lsn) return {Destination::standby, "read-only", true};
+            return {Destination::primary, "read-your-writes: the session wrote", RouteReason::read_your_writes};
+        if (policy_.read_your_writes == ReadYourWrites::lsn)
+            return {Destination::standby, "read-only", RouteReason::read_only, true};
     }
-    return {Destination::standby, "read-only"};
+    return {Destination::standby, "read-only", RouteReason::read_only};
 }
 
 void SessionRouter::completed(std::span<const Classification* const> unit, bool on_primary) {

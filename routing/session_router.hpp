@@ -41,9 +41,19 @@ struct RoutingPolicy {
 
 enum class Destination { primary, standby, current };
 
+/// Why a unit went where it went, as a metric label (the free-text reason is for logs).
+#define PGLANE_ROUTE_REASONS(X) \
+    X(read_only) X(write) X(function) X(transaction) X(pinned) X(hint) X(read_your_writes) X(no_standby) \
+    X(unparseable) X(port)
+#define PGLANE_ROUTE_REASON_ENUM(name) name,
+enum class RouteReason : std::size_t { PGLANE_ROUTE_REASONS(PGLANE_ROUTE_REASON_ENUM) count };
+#undef PGLANE_ROUTE_REASON_ENUM
+[[nodiscard]] std::string_view to_string(RouteReason reason);
+
 struct RouteDecision {
     Destination destination = Destination::primary;
     std::string reason;
+    RouteReason category = RouteReason::write;
     /// Standby only if it has replayed the session's last write (read-your-writes "lsn").
     bool needs_replay_check = false;
 };
