@@ -82,9 +82,10 @@ asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, Serv
     for (const std::string& name : unit.sql_prepares) {
         if (!server.sql_statements.contains(name)) continue;
         // The node still holds an older definition under this name: drop it first.
-        HiddenResult dropped = co_await server.hidden_query("DEALLOCATE " + quote_identifier(name));
+        // Named, not a temporary inside co_await: GCC 12 mishandles such temporaries.
+        const std::string deallocate = "DEALLOCATE " + quote_identifier(name);
+        (void)co_await server.hidden_query(deallocate);
         if (server.broken()) co_return false;
-        (void)dropped;
         server.sql_statements.erase(name);
     }
     for (const std::string& name : unit.sql_executes) {
@@ -93,7 +94,8 @@ asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, Serv
         auto held = server.sql_statements.find(name);
         if (held != server.sql_statements.end() && held->second == it->second.version) continue;
         if (held != server.sql_statements.end()) {
-            (void)co_await server.hidden_query("DEALLOCATE " + quote_identifier(name));
+            const std::string deallocate = "DEALLOCATE " + quote_identifier(name);
+            (void)co_await server.hidden_query(deallocate);
             server.sql_statements.erase(name);
         }
         HiddenResult prepared = co_await server.hidden_query(it->second.definition);

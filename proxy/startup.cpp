@@ -86,7 +86,8 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
                 continue;
             }
             case protocol::StartupKind::cancel_request:
-                co_await forward_cancel(services, kind, {result.packet.process_id, result.packet.secret_key}, peer);
+                const protocol::BackendKey key{result.packet.process_id, result.packet.secret_key};
+                co_await forward_cancel(services, kind, key, peer);
                 result.cancel_handled = true;
                 result.stop = Disconnect::quiet("cancel_request");
                 co_return result;

@@ -130,3 +130,51 @@ def merge(base, extra):
             merge(base[k], v)
         else:
             base[k] = v
+
+
+# --- the auto port (issue 3): a Pglane with listen.auto and an auth section.
+
+def write_users_file(directory, users):
+    """Writes a PgBouncer-format userlist ({user: secret}) into `directory`; returns its path."""
+    path = os.path.join(directory, "userlist.txt")
+    with open(path, "w") as f:
+        for user, secret in users.items():
+            f.write('"{}" "{}"\n'.format(user.replace('"', '""'), secret.replace('"', '""')))
+    return path
+
+
+class AutoPglane(Pglane):
+    """A Pglane that also listens on listen.auto, with pglane's own auth. `users` ({user: secret})
+    becomes auth.users_file (default: postgres/postgres); pass users=None with an auth override
+    (e.g. auth.query) for no users file."""
+
+    def __init__(self, cluster, overrides=None, users=None, use_users_file=True, log_level="debug"):
+        self.auto_port = free_port()
+        super().__init__(cluster, None)
+        self.config["listen"]["auto"] = f"127.0.0.1:{self.auto_port}"
+        self.config["log_level"] = log_level
+        if use_users_file:
+            all_users = {"postgres": SUPERUSER_PASSWORD}
+            all_users.update(users or {})
+            self.config["auth"] = {"users_file": write_users_file(self.dir, all_users)}
+        merge(self.config, overrides or {})
+
+    def start(self):
+        super().start()
+        wait_for_port(self.auto_port)
+        return self
+
+    def auto_dsn(self, **kw):
+        return self.dsn(self.auto_port, **kw)
+
+    def metrics(self):
+        """{'name{labels}': float} from /metrics."""
+        out = {}
+        for line in self.http("/metrics")[1].splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    pass
+        return out

@@ -1,0 +1,240 @@
+"""listen.auto: statement routing through a real pglane in front of the 3-node cluster
+(issue 3, "Classification with the real PostgreSQL parser", "Route hints").
+
+Which node answered is read from current_setting('cluster_name') (n0 primary, n1/n2
+standbys; STABLE, so it is a read that may run anywhere)."""
+
+import re
+import unittest
+
+import psycopg2
+import psycopg2.errors
+
+import auto_common as ac
+from auto_common import NODE_SQL, STANDBYS, nodes_of, value
+
+CLUSTER = STARTED = PGLANE = None
+
+
+def setUpModule():
+    global CLUSTER, STARTED, PGLANE
+    CLUSTER, STARTED = ac.cluster_up()
+    CLUSTER.sql("n0", """
+        DROP TABLE IF EXISTS ar_t; CREATE TABLE ar_t (id serial PRIMARY KEY, v int);
+        INSERT INTO ar_t (v) SELECT g FROM generate_series(1, 10) g;
+        DROP SEQUENCE IF EXISTS ar_seq; CREATE SEQUENCE ar_seq;
+        CREATE OR REPLACE FUNCTION ar_f_volatile() RETURNS text LANGUAGE sql VOLATILE
+            AS $$ SELECT current_setting('cluster_name') $$;
+        CREATE OR REPLACE FUNCTION ar_f_stable() RETURNS text LANGUAGE sql STABLE
+            AS $$ SELECT current_setting('cluster_name') $$;""")
+    ac.settle(CLUSTER)
+    PGLANE = ac.start_auto(CLUSTER)
+
+
+def tearDownModule():
+    if PGLANE:
+        PGLANE.stop()
+    ac.cluster_down(CLUSTER, STARTED)
+
+
+class AutoRouting(unittest.TestCase):
+    def setUp(self):
+        # Reads must be free to go to the standbys: nothing this session wrote is pending.
+        self.conn = ac.connect(PGLANE)
+        self.cur = self.conn.cursor()
+
+    def tearDown(self):
+        self.conn.close()
+
+    def fresh(self):
+        """A new session with no writes of its own."""
+        conn = ac.connect(PGLANE)
+        self.addCleanup(conn.close)
+        return conn.cursor()
+
+    def test_reads_spread_over_both_standbys(self):
+        seen = []
+        for _ in range(3):
+            with ac.connect(PGLANE) as conn:
+                seen += nodes_of(conn.cursor(), 6)
+            conn.close()
+        self.assertTrue(set(seen) <= STANDBYS, f"a read reached the primary: {seen}")
+        self.assertEqual(set(seen), STANDBYS, f"reads did not reach both standbys: {seen}")
+
+    def test_psql_reads_spread_over_both_standbys(self):
+        result = ac.psql(PGLANE.auto_port, stdin=f"{NODE_SQL};\n" * 8)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        seen = result.stdout.split()
+        self.assertEqual(len(seen), 8, result.stdout)
+        self.assertEqual(set(seen), STANDBYS, f"psql reads: {seen}")
+
+    def test_insert_returning_goes_to_primary(self):
+        for _ in range(3):
+            self.assertEqual(value(self.cur, "INSERT INTO ar_t (v) VALUES (1) RETURNING current_setting('cluster_name')"), "n0")
+
+    def test_nextval_goes_to_primary(self):
+        for _ in range(4):
+            self.cur.execute("SELECT nextval('ar_seq'), current_setting('cluster_name')")
+            self.assertEqual(self.cur.fetchone()[1], "n0")
+
+    def test_select_for_update_goes_to_primary(self):
+        cur = self.fresh()
+        for _ in range(4):
+            self.assertEqual(value(cur, "SELECT current_setting('cluster_name') FROM ar_t WHERE id = 1 FOR UPDATE"), "n0")
+        cur = self.fresh()
+        self.assertEqual(value(cur, "SELECT current_setting('cluster_name') FROM ar_t WHERE id = 1 FOR SHARE"), "n0")
+
+    def test_data_modifying_cte_goes_to_primary(self):
+        cur = self.fresh()
+        self.assertEqual(value(cur, "WITH x AS (INSERT INTO ar_t (v) VALUES (2) RETURNING id) "
+                                    "SELECT current_setting('cluster_name') FROM x"), "n0")
+        cur = self.fresh()
+        self.assertEqual(value(cur, "WITH x AS (DELETE FROM ar_t WHERE v = -1 RETURNING id) "
+                                    "SELECT current_setting('cluster_name') FROM (SELECT 1) s LEFT JOIN x ON true"), "n0")
+
+    def test_transaction_stays_on_one_node(self):
+        conn = ac.connect(PGLANE, autocommit=False)  # psycopg2 opens BEGIN implicitly
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        seen = nodes_of(cur, 3)
+        seen.append(value(cur, "INSERT INTO ar_t (v) VALUES (3) RETURNING current_setting('cluster_name')"))
+        seen += nodes_of(cur, 3)
+        conn.commit()
+        self.assertEqual(seen, ["n0"] * 7)
+        # explicit BEGIN ... COMMIT in autocommit mode, reads only
+        cur = self.fresh()
+        cur.execute("BEGIN")
+        seen = nodes_of(cur, 5)
+        cur.execute("COMMIT")
+        self.assertEqual(seen, ["n0"] * 5, "a read inside BEGIN..COMMIT left the primary")
+
+    def test_begin_read_only_runs_on_one_standby(self):
+        for _ in range(3):
+            cur = self.fresh()
+            cur.execute("BEGIN READ ONLY")
+            seen = nodes_of(cur, 5)
+            in_recovery = value(cur, "SELECT pg_is_in_recovery()")
+            cur.execute("COMMIT")
+            self.assertEqual(len(set(seen)), 1, f"one read-only transaction on several nodes: {seen}")
+            self.assertIn(seen[0], STANDBYS, f"BEGIN READ ONLY did not go to a standby: {seen}")
+            self.assertTrue(in_recovery, "pg_is_in_recovery() inside the read-only transaction ran on the primary")
+
+    def test_volatile_user_function_goes_to_primary(self):
+        cur = self.fresh()
+        self.assertEqual(nodes_of(cur, 4, "SELECT ar_f_volatile()"), ["n0"] * 4)
+
+    def test_stable_user_function_goes_to_standby(self):
+        cur = self.fresh()
+        seen = nodes_of(cur, 6, "SELECT ar_f_stable()")
+        self.assertEqual(set(seen), STANDBYS, seen)
+
+    def test_pg_is_in_recovery_is_volatile_so_goes_to_primary(self):
+        cur = self.fresh()
+        self.assertEqual(nodes_of(cur, 4, "SELECT pg_is_in_recovery()"), [False] * 4)
+
+    def test_syntax_error_comes_from_server_and_session_continues(self):
+        cur = self.fresh()
+        with self.assertRaises(psycopg2.Error) as caught:
+            cur.execute("SELEC 1 FROM")
+        self.assertEqual(caught.exception.pgcode, "42601", str(caught.exception))
+        self.assertIn("syntax error", str(caught.exception))
+        self.assertEqual(value(cur, "SELECT 41 + 1"), 42)
+        self.assertIn(value(cur, NODE_SQL), STANDBYS)
+
+    def test_multi_statement_simple_query(self):
+        cur = self.fresh()
+        self.assertEqual(value(cur, "SELECT 1; SELECT 2"), 2)
+        result = ac.psql(PGLANE.auto_port, "SELECT 1; SELECT 2")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.split(), ["1", "2"])
+
+    def test_multi_statement_with_a_write_is_routed_as_a_whole(self):
+        result = ac.psql(PGLANE.auto_port, f"{NODE_SQL}; INSERT INTO ar_t (v) VALUES (4); {NODE_SQL}")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.split(), ["n0", "INSERT 0 1", "n0"])
+
+    def test_set_route_primary_then_standby_then_auto(self):
+        cur = self.fresh()
+        cur.execute("SET pglane.route = 'primary'")
+        self.assertEqual(nodes_of(cur, 4), ["n0"] * 4)
+        # answered by pglane, never sent to a server: the primary has no such setting
+        self.assertIsNone(value(cur, "SELECT current_setting('pglane.route', true)"))
+        cur.execute("SET pglane.route = 'standby'")
+        seen = nodes_of(cur, 4)
+        self.assertEqual(set(seen), STANDBYS, seen)
+        self.assertEqual(set(nodes_of(cur, 4, "SELECT ar_f_volatile()")) - STANDBYS, set(),
+                         "route=standby should waive the volatility proof")
+        cur.execute("SET pglane.route = 'auto'")
+        self.assertEqual(set(nodes_of(cur, 4)), STANDBYS)
+        self.assertEqual(nodes_of(cur, 2, "SELECT ar_f_volatile()"), ["n0"] * 2)
+
+    def test_set_route_rejects_unknown_value(self):
+        cur = self.fresh()
+        with self.assertRaises(psycopg2.Error) as caught:
+            cur.execute("SET pglane.route = 'sideways'")
+        self.assertEqual(caught.exception.pgcode, "22023", str(caught.exception))
+        self.assertIn(value(cur, NODE_SQL), STANDBYS)
+
+    def test_route_hint_comment_steers_one_statement(self):
+        cur = self.fresh()
+        self.assertEqual(value(cur, f"/* pglane: route=primary */ {NODE_SQL}"), "n0")
+        self.assertIn(value(cur, NODE_SQL), STANDBYS, "the comment hint outlived its statement")
+        self.assertIn(value(cur, "/* pglane: route=standby */ SELECT ar_f_volatile()"), STANDBYS)
+        self.assertEqual(value(cur, "SELECT ar_f_volatile()"), "n0")
+
+    def test_routing_reasons_logged_at_debug(self):
+        cur = self.fresh()
+        cur.execute("SELECT nextval('ar_seq')")
+        cur.execute("/* pglane: route=primary */ SELECT 1")
+        text = PGLANE.log_text()
+        self.assertRegex(text, r'routed session=\d+ node=\S+ reason="?volatile function nextval')
+        self.assertRegex(text, r'routed session=\d+ node=\S+ reason="?route hint comment')
+        self.assertRegex(text, r'routed session=\d+ node=n[12] reason="?read-only')
+
+    def test_statement_metrics_exported(self):
+        """Issue 3, Metrics: statements routed per node/class/reason, retries, pins,
+        classification cache hits/misses, parse time."""
+        cur = self.fresh()
+        for _ in range(3):
+            cur.execute(NODE_SQL)
+        cur.execute("SELECT nextval('ar_seq')")
+        text = PGLANE.http("/metrics")[1]
+        names = set(re.findall(r"^(pglane_\w+)", text, re.M))
+        missing = []
+        if not re.search(r'^pglane_\w*statement\w*\{[^}]*reason="', text, re.M):
+            missing.append("statements routed by reason")
+        for word in ("retr", "pin", "cache", "parse"):
+            if not any(word in n for n in names):
+                missing.append(word)
+        self.assertEqual(missing, [], f"/metrics lacks: {missing}; names: {sorted(names)}")
+
+
+class AutoFunctionLists(unittest.TestCase):
+    """routing.read_only_functions and routing.write_functions override pg_proc."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.p = ac.start_auto(CLUSTER, overrides={"routing": {
+            "read_only_functions": ["ar_f_volatile", "pg_is_in_recovery"],
+            "write_functions": ["ar_f_stable"]}})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.p.stop()
+
+    def test_read_only_functions_go_to_standbys(self):
+        with ac.connect(self.p) as conn:
+            cur = conn.cursor()
+            seen = nodes_of(cur, 6, "SELECT ar_f_volatile()")
+            self.assertEqual(set(seen), STANDBYS, seen)
+            self.assertEqual(nodes_of(cur, 3, "SELECT pg_is_in_recovery()"), [True] * 3)
+        conn.close()
+
+    def test_write_functions_go_to_primary(self):
+        with ac.connect(self.p) as conn:
+            self.assertEqual(nodes_of(conn.cursor(), 4, "SELECT ar_f_stable()"), ["n0"] * 4)
+        conn.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,192 @@
+"""The metrics endpoint (/metrics Prometheus text, /status JSON, /health) against a real
+cluster, and the command line: --check-config names the bad key, --version prints."""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import psycopg2
+
+import pgwire
+from cluster import LocalCluster
+from pglane import BINARY, Pglane, free_port
+
+CLUSTER = None
+STARTED_HERE = False
+PGLANE = None
+
+SAMPLE = re.compile(r'^(pglane_[a-z_]+)(?:\{([a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*)\})? (\S+)$')
+NODE_FAMILIES = ("pglane_node_up", "pglane_node_is_primary", "pglane_node_lag_bytes", "pglane_node_lag_seconds",
+                 "pglane_node_held_back", "pglane_node_probe_duration_seconds", "pglane_sessions_routed_total")
+
+
+def setUpModule():
+    global CLUSTER, STARTED_HERE, PGLANE
+    CLUSTER = LocalCluster.from_env()
+    STARTED_HERE = CLUSTER.ensure_up()
+    PGLANE = Pglane(CLUSTER).start()
+    try:
+        PGLANE.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+    except Exception:
+        PGLANE.stop()
+        raise
+
+
+def tearDownModule():
+    if PGLANE:
+        PGLANE.stop()
+    if STARTED_HERE and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
+        CLUSTER.down()
+
+
+def scrape(pglane):
+    """{(family, label string): float} after checking every line is valid exposition text."""
+    code, text = pglane.http("/metrics")
+    assert code == 200, (code, text)
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("gauge", "counter"), line
+            typed.add(name)
+            continue
+        if line.startswith("# HELP ") or not line:
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not Prometheus text: {line!r}"
+        family, labels, value = match.groups()
+        assert family in typed, f"{family} has no # TYPE line before its samples"
+        samples[(family, labels or "")] = float(value)
+    return samples
+
+
+def connect_once(dsn):
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.close()
+
+
+class Metrics(unittest.TestCase):
+
+    def test_per_node_families_describe_the_cluster(self):
+        samples = scrape(PGLANE)
+        for family in NODE_FAMILIES:
+            for node in ("n0", "n1", "n2"):
+                self.assertIn((family, f'node="{node}"'), samples, family)
+        value = lambda family, node: samples[(family, f'node="{node}"')]
+        self.assertEqual([value("pglane_node_up", n) for n in ("n0", "n1", "n2")], [1, 1, 1])
+        self.assertEqual([value("pglane_node_is_primary", n) for n in ("n0", "n1", "n2")], [1, 0, 0])
+        self.assertEqual([value("pglane_node_held_back", n) for n in ("n0", "n1", "n2")], [0, 0, 0])
+        for node in ("n0", "n1", "n2"):
+            self.assertGreater(value("pglane_node_probe_duration_seconds", node), 0)
+            self.assertLess(value("pglane_node_probe_duration_seconds", node), 5)
+            self.assertGreaterEqual(value("pglane_node_lag_bytes", node), 0)
+            self.assertGreaterEqual(value("pglane_node_lag_seconds", node), 0)
+        for listener in ("rw", "ro"):
+            self.assertIn(("pglane_client_connections_total", f'listener="{listener}"'), samples)
+
+    def test_connection_and_routing_counters_increase(self):
+        before = scrape(PGLANE)
+        connect_once(PGLANE.rw_dsn())
+        connect_once(PGLANE.rw_dsn())
+        connect_once(PGLANE.ro_dsn())
+        after = scrape(PGLANE)
+        delta = lambda key: after[key] - before[key]
+        self.assertEqual(delta(("pglane_client_connections_total", 'listener="rw"')), 2)
+        self.assertEqual(delta(("pglane_client_connections_total", 'listener="ro"')), 1)
+        self.assertEqual(delta(("pglane_sessions_routed_total", 'node="n0"')), 2)
+        self.assertEqual(delta(("pglane_sessions_routed_total", 'node="n1"'))
+                         + delta(("pglane_sessions_routed_total", 'node="n2"')), 1)
+
+    def test_status_json_matches_the_cluster(self):
+        code, body = PGLANE.http("/status")
+        self.assertEqual(code, 200)
+        status = json.loads(body)
+        self.assertEqual(status["primary"], "n0")
+        self.assertGreaterEqual(status["primary_term"], 1)
+        nodes = {n["name"]: n for n in status["nodes"]}
+        self.assertEqual(set(nodes), {"n0", "n1", "n2"})
+        self.assertEqual({n: (v["role"], v["up"], v["elected_primary"]) for n, v in nodes.items()},
+                         {"n0": ("primary", True, True), "n1": ("standby", True, False),
+                          "n2": ("standby", True, False)})
+        for node in nodes.values():
+            for key in ("lag_bytes", "lag_seconds", "held_back", "fenced", "port"):
+                self.assertIn(key, node)
+        self.assertEqual(nodes["n1"]["port"], CLUSTER.port("n1"))
+        connect_once(PGLANE.rw_dsn())
+        after = PGLANE.status()
+        self.assertEqual(after["listeners"]["rw"]["client_connections_total"],
+                         status["listeners"]["rw"]["client_connections_total"] + 1)
+
+    def test_health_is_200_with_a_primary_and_not_without(self):
+        code, _ = PGLANE.http("/health")
+        self.assertEqual(code, 200)
+        code, _ = PGLANE.http("/no-such-page")
+        self.assertEqual(code, 404)
+        nowhere = Pglane(CLUSTER, {"nodes": [{"name": "gone", "host": "127.0.0.1", "port": free_port()}]})
+        with nowhere:
+            nowhere.wait_until(lambda s: s["nodes"][0]["probes_failed"] >= 2, 10, "failed probes")
+            code, _ = nowhere.http("/health")
+            self.assertEqual(code, 503)
+
+
+class CommandLine(unittest.TestCase):
+
+    def check_config(self, config):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(config, f) if not isinstance(config, str) else f.write(config)
+        try:
+            return subprocess.run([BINARY, "--check-config", "--config", f.name],
+                                  capture_output=True, text=True, timeout=10)
+        finally:
+            os.unlink(f.name)
+
+    def valid_config(self):
+        return json.loads(json.dumps(Pglane(CLUSTER).config))
+
+    def test_check_config_accepts_a_valid_config(self):
+        result = self.check_config(self.valid_config())
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_check_config_rejects_naming_the_key(self):
+        cases = {}
+        bad = self.valid_config()
+        bad["nodes"][1]["port"] = 70000
+        cases["nodes[1].port"] = bad
+        bad = self.valid_config()
+        bad["no_such_key"] = 1
+        cases["no_such_key"] = bad
+        bad = self.valid_config()
+        bad["health"]["interval_ms"] = "fast"
+        cases["health.interval_ms"] = bad
+        bad = self.valid_config()
+        bad["health"]["max_lag_bytes"] = -1
+        cases["health.max_lag_bytes"] = bad
+        bad = self.valid_config()
+        bad["nodes"][2]["name"] = "n0"
+        cases["nodes[2].name"] = bad
+        bad = self.valid_config()
+        del bad["listen"]
+        cases["listen"] = bad
+        for key, config in cases.items():
+            with self.subTest(key=key):
+                result = self.check_config(config)
+                self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertIn(key, result.stdout + result.stderr)
+        result = self.check_config("{ not json")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("JSON", result.stdout + result.stderr)
+
+    def test_version_prints(self):
+        result = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(result.returncode, 0)
+        self.assertRegex(result.stdout, r"^pglane \d+\.\d+\.\d+")
+        self.assertIn(PGLANE.status()["version"], result.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
