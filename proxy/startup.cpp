@@ -85,12 +85,13 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
                 }
                 continue;
             }
-            case protocol::StartupKind::cancel_request:
+            case protocol::StartupKind::cancel_request: {
                 const protocol::BackendKey key{result.packet.process_id, result.packet.secret_key};
                 co_await forward_cancel(services, kind, key, peer);
                 result.cancel_handled = true;
                 result.stop = Disconnect::quiet("cancel_request");
                 co_return result;
+            }
             case protocol::StartupKind::unsupported_version:
                 result.stop = Disconnect{std::string(protocol::sqlstate::feature_not_supported), result.packet.error,
                                          "unsupported_protocol"};
