@@ -436,7 +436,13 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 auto it = sql_statements_.find(c.execute_name);
                 unit.statements.push_back(it != sql_statements_.end() ? it->second.classification
                                                                       : unknown_statement("EXECUTE of an unknown statement"));
-                if (c.session_state) unit.statements.push_back(c);
+                // The EXECUTE's own parameters may call functions (EXECUTE p(nextval('s'))):
+                // route them as a statement of their own.
+                if (c.session_state || !c.parameters_read_only || !c.functions.empty()) {
+                    routing::Classification parameters = c;
+                    parameters.read_only = c.parameters_read_only && !c.session_state;
+                    unit.statements.push_back(std::move(parameters));
+                }
             } else {
                 unit.statements.push_back(c);
             }

@@ -3,7 +3,7 @@
 // called, locking clauses, statements that modify data, INTO clauses, temporary relations.
 // The walk follows the generated protobuf-c descriptors, so it visits every field of every
 // node type (including ones added by a later grammar) without a hand-kept list.
-// Internal to routing/classifier.cpp; exposed for its tests.
+// Internal to routing/ (used by classify_statement.cpp).
 
 #include <string>
 #include <string_view>
