@@ -74,11 +74,22 @@ void AutoSession::fence(Disconnect why) {
 void AutoSession::on_topology(const health::Topology& topology) {
     if (!primary_node_ || !servers_[*primary_node_]) return;
     if (topology.primary == primary_node_ && topology.primary_term == primary_term_) return;
+    routing::PinReason pin = router_.pin();
+    bool state_lost = pin == routing::PinReason::temporary_table || pin == routing::PinReason::listen ||
+                      pin == routing::PinReason::advisory_lock || pin == routing::PinReason::with_hold_cursor;
+    if (!state_lost) {
+        // SET values and prepared statements are replayed on the new primary: the session
+        // keeps its socket. A unit running on the old primary fails with an error.
+        services_.counters.add(kind_, ListenerCounter::sessions_moved_total);
+        follow_new_primary();
+        return;
+    }
     std::string now = topology.primary ? topology.nodes.at(*topology.primary).address.name : std::string("none");
     services_.counters.add(kind_, ListenerCounter::sessions_fenced_total);
     fence({std::string(admin_shutdown),
-           fmt::format("pglane: the primary changed ({} is no longer the elected primary; now: {}); reconnect",
-                       services_.config.nodes[*primary_node_].name, now),
+           fmt::format("pglane: the primary changed ({} is no longer the elected primary; now: {}) and this "
+                       "session held state that cannot move ({}); reconnect",
+                       services_.config.nodes[*primary_node_].name, now, routing::to_string(pin)),
            "primary_changed"});
 }
 
@@ -112,7 +123,9 @@ asio::awaitable<void> AutoSession::run() {
     std::optional<Disconnect> why;
     try {
         asio::steady_timer deadline(client_.get_executor());
-        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms));
+        // Waiting for a primary (failover.hold_ms) is part of startup, on top of the client's own time.
+        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms +
+                                                         services_.config.health.failover.hold_ms));
         auto result = co_await (startup() || deadline.async_wait(use_nothrow));
         if (result.index() == 0) {
             why = std::get<0>(std::move(result));
@@ -186,7 +199,10 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
         }
     } else {
         auto primary = co_await primary_server();
-        if (auto* why = std::get_if<Disconnect>(&primary)) co_return *why;
+        if (auto* why = std::get_if<Disconnect>(&primary)) {
+            why->ends_session = true;  // no session yet to go on with
+            co_return *why;
+        }
         first = std::get<ServerConnection*>(primary);
     }
     co_return co_await greet(*first);
@@ -242,20 +258,20 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
     co_return slot.get();
 }
 
-asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server() {
-    auto topology = services_.topology();
+asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server(bool wait) {
+    auto topology = wait ? co_await await_primary(services_) : services_.topology();
     auto primary = routing::choose_primary(*topology);
     if (!primary) {
         services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
-        co_return Disconnect{std::string(connection_failure), routing::describe_unavailable(*topology, true), "no_primary"};
+        co_return Disconnect::unit_error(connection_failure, routing::describe_unavailable(*topology, true), "no_primary");
     }
-    if (primary_node_ && primary_node_ != primary) {
-        co_return Disconnect{std::string(admin_shutdown), "pglane: the primary changed; reconnect", "primary_changed"};
-    }
+    if (primary_node_ && primary_node_ != primary) follow_new_primary();
     auto ready = co_await ready_server(*primary);
     if (auto* failure = std::get_if<ServerFailure>(&ready)) {
         // An authoritative refusal (no such database, role not allowed...) is the client's answer.
-        co_return Disconnect{failure->sqlstate, failure->message, "server_refused_login"};
+        bool lost = failure->sqlstate.starts_with("08");
+        co_return Disconnect{failure->sqlstate, failure->message, lost ? "primary_unreachable" : "server_refused_login",
+                             !lost};
     }
     if (!primary_node_) {
         primary_node_ = primary;
@@ -264,11 +280,24 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primar
     co_return std::get<ServerConnection*>(ready);
 }
 
-asio::awaitable<bool> AutoSession::load_function_catalog(ServerConnection& primary) {
+void AutoSession::follow_new_primary() {
+    if (!primary_node_) return;
+    if (auto& old = servers_[*primary_node_]; old && !old->broken()) old->mark_broken();
+    log::info("session_follows_new_primary", {{"session", id_}, {"old", services_.config.nodes[*primary_node_].name}});
+    primary_node_.reset();
+}
+
+asio::awaitable<void> AutoSession::load_function_catalog() {
     catalog_ = services_.catalogs.find(database_);
-    if (catalog_) co_return true;
-    HiddenResult result = co_await primary.hidden_query(FunctionCatalogs::load_query);
-    if (!result.ok) co_return false;
+    if (catalog_) co_return;
+    // pg_proc is replicated: any node will do, the primary if there is one right now.
+    ServerConnection* server = nullptr;
+    auto primary = co_await primary_server(false);
+    if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
+    if (!server) server = co_await choose_standby({routing::Destination::standby, "catalog", routing::RouteReason::function});
+    if (!server) co_return;
+    HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
+    if (!result.ok) co_return;
     auto catalog = std::make_shared<routing::FunctionCatalog>();
     for (const auto& row : result.rows) {
         if (row.size() == 3 && row[0] && row[1] && row[2] && !row[2]->empty())
@@ -276,14 +305,15 @@ asio::awaitable<bool> AutoSession::load_function_catalog(ServerConnection& prima
     }
     catalog_ = catalog;
     services_.catalogs.store(database_, catalog_);
-    co_return true;
 }
 
 asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standby) {
     if (router_.write_lsn_unknown()) {
-        auto primary = co_await primary_server();
+        auto primary = co_await primary_server(false);
         auto* server = std::get_if<ServerConnection*>(&primary);
-        if (!server) co_return false;
+        // Without a primary (a failover in progress) reads keep going to standbys: the write
+        // was acknowledged by a synchronous standby, the best bound left.
+        if (!server) co_return true;
         HiddenResult lsn = co_await (*server)->hidden_query("SELECT pg_catalog.pg_current_wal_lsn()");
         if (!lsn.ok || lsn.rows.empty() || !lsn.rows[0][0]) co_return false;
         auto parsed = health::parse_lsn(*lsn.rows[0][0]);
@@ -314,18 +344,25 @@ asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::Ro
 
 asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose_server(const Unit& unit) {
     last_reason_ = routing::RouteReason::port;
+    if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
+        last_reason_ = routing::RouteReason::transaction;
+        auto& server = servers_[*transaction_node_];
+        if (server && !server->broken()) co_return server.get();
+        // Never reopen: a new connection would run the rest outside the transaction.
+        co_return Disconnect::unit_error(connection_failure,
+                                         fmt::format("pglane: the connection to {} was lost in the middle of a "
+                                                     "transaction; the transaction was rolled back, retry it",
+                                                     services_.config.nodes[*transaction_node_].name),
+                                         "transaction_server_lost");
+    }
     if (pinned_standby_) {
         auto ready = co_await ready_server(*pinned_standby_);
         if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
-        co_return Disconnect{std::string(connection_failure), "pglane: lost the standby this session is on",
-                             "standby_lost"};
-    }
-    if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
-        last_reason_ = routing::RouteReason::transaction;
-        auto ready = co_await ready_server(*transaction_node_);
-        if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
-        co_return Disconnect{std::string(connection_failure), "pglane: lost the server of the open transaction",
-                             "transaction_server_lost"};
+        if (ServerConnection* other = co_await choose_standby({routing::Destination::standby, "ro port", routing::RouteReason::port})) {
+            pinned_standby_ = other->node();
+            co_return other;
+        }
+        co_return Disconnect::unit_error(connection_failure, "pglane: no standby is available", "standby_lost");
     }
     if (kind_ == ListenerKind::rw) co_return co_await primary_server();
     std::vector<const routing::Classification*> statements;
@@ -334,10 +371,7 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         statements.push_back(&c);
         calls_functions = calls_functions || !c.functions.empty();
     }
-    if (calls_functions && !catalog_) {
-        if (auto primary = co_await primary_server(); std::holds_alternative<ServerConnection*>(primary))
-            (void)co_await load_function_catalog(*std::get<ServerConnection*>(primary));
-    }
+    if (calls_functions && !catalog_) co_await load_function_catalog();
     routing::RouteDecision decision = router_.route(statements, catalog_.get(), false);
     last_reason_ = decision.category;
     if (decision.destination == routing::Destination::standby) {

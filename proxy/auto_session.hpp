@@ -69,9 +69,14 @@ private:
     asio::awaitable<std::variant<ServerConnection*, Disconnect>> choose_server(const Unit& unit);
     asio::awaitable<ServerConnection*> choose_standby(const routing::RouteDecision& decision);
     asio::awaitable<bool> standby_has_replayed(ServerConnection& standby);
-    asio::awaitable<std::variant<ServerConnection*, Disconnect>> primary_server();
+    /// The elected primary's connection; `wait`: up to failover.hold_ms for one to be elected.
+    asio::awaitable<std::variant<ServerConnection*, Disconnect>> primary_server(bool wait = true);
+    /// Drops the connection to a primary that is no longer elected; the next write opens one
+    /// to the new primary (with the session's state replayed).
+    void follow_new_primary();
+    asio::awaitable<std::optional<Disconnect>> fail_unit(Unit& unit, const Disconnect& why);
     asio::awaitable<std::variant<ServerConnection*, ServerFailure>> ready_server(std::size_t node);
-    asio::awaitable<bool> load_function_catalog(ServerConnection& primary);
+    asio::awaitable<void> load_function_catalog();
     // running a unit
     asio::awaitable<std::optional<Disconnect>> run_unit(Unit& unit);
     asio::awaitable<std::variant<Outcome, Disconnect>> execute(Unit& unit, ServerConnection& server, bool may_retry);

@@ -36,9 +36,13 @@ std::string quote_identifier(std::string_view name) {
     return out;
 }
 
+// The unit fails, the session goes on (execute() makes it fatal mid-message).
 Disconnect server_lost(const ServerConnection& server) {
-    return {std::string(connection_failure), fmt::format("pglane: lost the connection to server {}", server.address().name),
-            "server_lost"};
+    return Disconnect::unit_error(connection_failure,
+                                  fmt::format("pglane: lost the connection to server {}; if a transaction was open "
+                                              "it was rolled back",
+                                              server.address().name),
+                                  "server_lost");
 }
 
 }  // namespace
@@ -50,9 +54,33 @@ void AutoSession::point_cancel_at(ServerConnection& server) {
     cancel_node_ = server.node();
 }
 
+asio::awaitable<std::optional<Disconnect>> AutoSession::fail_unit(Unit& unit, const Disconnect& why) {
+    if (why.ends_session) co_return why;
+    services_.counters.add(kind_, ListenerCounter::unit_errors_total);
+    log::info("unit_failed", {{"session", id_}, {"reason", why.reason}, {"message", why.message}});
+    if (why.reason == "transaction_server_lost" || why.reason == "server_lost") {
+        // The transaction died with its connection: the session is outside any transaction now.
+        status_ = protocol::TransactionStatus::idle;
+        transaction_node_.reset();
+        pending_settings_.clear();
+    }
+    // As a server does after an error: skip the rest of the unit up to Sync.
+    while (!unit.complete && !unit.terminate) {
+        Unit rest;
+        if (auto stop = co_await read_unit(rest)) co_return stop;
+        unit.complete = rest.complete;
+        unit.terminate = rest.terminate;
+    }
+    std::string out;
+    protocol::append_error_response(out, "ERROR", why.sqlstate, why.message);
+    protocol::append_ready_for_query(out, status_);
+    if (!co_await write_client(out)) co_return Disconnect::quiet("client_disconnected");
+    co_return std::nullopt;
+}
+
 asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     auto chosen = co_await choose_server(unit);
-    if (auto* why = std::get_if<Disconnect>(&chosen)) co_return *why;
+    if (auto* why = std::get_if<Disconnect>(&chosen)) co_return co_await fail_unit(unit, *why);
     ServerConnection* server = std::get<ServerConnection*>(chosen);
     bool on_standby = server->node() != elected_primary();
     services_.counters.add(last_reason_);
@@ -62,14 +90,14 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     bool may_retry = on_standby && unit.complete && kind_ == ListenerKind::auto_ &&
                      status_ == protocol::TransactionStatus::idle;
     auto outcome = co_await execute(unit, *server, may_retry);
-    if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
+    if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
     if (std::get<Outcome>(outcome) == Outcome::retry_on_primary) {
         log::info("read_retried_on_primary", {{"session", id_}, {"standby", server->address().name}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
         auto primary = co_await primary_server();
-        if (auto* why = std::get_if<Disconnect>(&primary)) co_return *why;
+        if (auto* why = std::get_if<Disconnect>(&primary)) co_return co_await fail_unit(unit, *why);
         outcome = co_await execute(unit, *std::get<ServerConnection*>(primary), false);
-        if (auto* why = std::get_if<Disconnect>(&outcome)) co_return *why;
+        if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
     }
     if (pin_before == routing::PinReason::none && router_.pin() != routing::PinReason::none) {
         services_.counters.add(kind_, ListenerCounter::session_pins_total);
@@ -243,7 +271,11 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         if (!co_await server.read_more()) {
             if (may_retry && !forwarded_any) co_return Outcome::retry_on_primary;
-            co_return server_lost(server);
+            Disconnect why = server_lost(server);
+            // Half a message reached the client, or it is still sending the unit: no way to
+            // put the stream back in order but to end the session.
+            why.ends_session = cursor.in_passthrough() || copy_in;
+            co_return why;
         }
     }
 }

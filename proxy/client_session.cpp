@@ -96,13 +96,15 @@ void ClientSession::on_topology(const health::Topology& topology) {
 
 asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
     asio::steady_timer deadline(client_.get_executor());
-    deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms));
+    // Waiting for a primary (failover.hold_ms) is part of startup, on top of the client's own time.
+        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms +
+                                                         services_.config.health.failover.hold_ms));
     auto phase = [this]() -> asio::awaitable<std::optional<Disconnect>> {
         std::string startup_packet;
         bool cancel_handled = false;
         if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
         if (cancel_handled) co_return Disconnect::quiet("cancel_request");
-        auto topology = services_.topology();
+        auto topology = kind_ == ListenerKind::rw ? co_await await_primary(services_) : services_.topology();
         if (auto why = co_await connect_to_node(*topology)) co_return why;
         if (!co_await write_all(server_, startup_packet)) {
             co_return Disconnect{std::string(connection_failure),

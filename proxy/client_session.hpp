@@ -41,8 +41,14 @@ struct Disconnect {
     std::string sqlstate;
     std::string message;
     std::string reason;   // short key=value-friendly cause for the log
+    /// False for failures of one unit of statements (no primary within failover.hold_ms, the
+    /// server of a transaction lost): the client gets an ERROR and the session goes on.
+    bool ends_session = true;
 
     [[nodiscard]] static Disconnect quiet(std::string reason) { return {{}, {}, std::move(reason)}; }
+    [[nodiscard]] static Disconnect unit_error(std::string_view sqlstate, std::string message, std::string reason) {
+        return {std::string(sqlstate), std::move(message), std::move(reason), false};
+    }
 };
 
 /// What a worker lends each of its sessions. All references outlive the sessions.

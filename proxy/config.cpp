@@ -184,6 +184,17 @@ void parse_routing(const json& root, Config& config) {
     config.routing.write_functions.insert(names.begin(), names.end());
 }
 
+void parse_failover(const json& root, Config& config) {
+    const json* f = find_object(root, "failover", "failover");
+    if (!f) return;
+    reject_unknown_keys(*f, "failover", {"enabled", "after_ms", "hold_ms", "promote_timeout_ms"});
+    health::FailoverSettings& s = config.health.failover;
+    read(*f, "enabled", "failover.enabled", s.enabled);
+    read_int(*f, "after_ms", "failover.after_ms", s.after_ms, 0, 3'600'000);
+    read_int(*f, "hold_ms", "failover.hold_ms", s.hold_ms, 0, 3'600'000);
+    read_int(*f, "promote_timeout_ms", "failover.promote_timeout_ms", s.promote_timeout_ms, 1000, 3'600'000);
+}
+
 void parse_limits(const json& root, Config& config) {
     const json* l = find_object(root, "limits", "limits");
     if (!l) return;
@@ -206,7 +217,7 @@ Config parse_config(const std::string& json_text) {
     }
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
-                                   "workers", "log_level", "limits", "auth", "routing"});
+                                   "workers", "log_level", "limits", "auth", "routing", "failover"});
     Config config;
     parse_listen(root, config);
     parse_nodes(root, config);
@@ -214,6 +225,7 @@ Config parse_config(const std::string& json_text) {
     parse_limits(root, config);
     parse_auth(root, config);
     parse_routing(root, config);
+    parse_failover(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
     read(root, "log_level", "log_level", config.log_level);

@@ -22,6 +22,8 @@ namespace pglane::proxy {
     X(client_unrouted_total, "counter", "Clients refused because no node could serve them")               \
     X(client_startup_timeouts_total, "counter", "Clients dropped for not completing startup in time")     \
     X(sessions_fenced_total, "counter", "Sessions closed because their primary stopped being elected")    \
+    X(sessions_moved_total, "counter", "Sessions that kept their socket and moved to a new primary")      \
+    X(unit_errors_total, "counter", "Statement units answered with an error by pglane (no primary, lost transaction)") \
     X(cancel_requests_total, "counter", "CancelRequests received")                                        \
     X(cancel_requests_forwarded_total, "counter", "CancelRequests that matched a session and were forwarded")   \
     X(units_to_primary_total, "counter", "Statement units (a Query, or messages up to Sync) run on the primary")  \

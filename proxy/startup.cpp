@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/net.hpp"
+#include "routing/node_choice.hpp"
 
 #include <fmt/format.h>
 
@@ -41,6 +42,20 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
 }
 
 }  // namespace
+
+asio::awaitable<health::TopologyPtr> await_primary(SessionServices& services) {
+    // Bounded polling: a promotion takes seconds, a 25 ms step costs nothing meanwhile.
+    constexpr auto step = std::chrono::milliseconds(25);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(services.config.health.failover.hold_ms);
+    health::TopologyPtr topology = services.topology();
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!routing::choose_primary(*topology) && std::chrono::steady_clock::now() < deadline) {
+        timer.expires_after(step);
+        co_await timer.async_wait(use_nothrow);
+        topology = services.topology();
+    }
+    co_return topology;
+}
 
 asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in, bool startup,
                                                            std::uint32_t max) {

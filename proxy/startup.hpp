@@ -27,6 +27,11 @@ struct ClientStartup {
                                                                  SessionServices& services, ListenerKind kind,
                                                                  const std::string& peer);
 
+/// The latest topology once it has an elected primary, waiting up to failover.hold_ms for
+/// one (a promotion in progress) instead of failing at once; the last topology seen if the
+/// wait runs out.
+[[nodiscard]] asio::awaitable<health::TopologyPtr> await_primary(SessionServices& services);
+
 /// Reads one whole message (startup-phase packet when `startup`) into `in`; nullopt when the
 /// connection ended first. A malformed length comes back as a Frame with status malformed.
 [[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in,

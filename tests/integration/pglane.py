@@ -47,6 +47,8 @@ class Pglane:
             "health": {"interval_ms": 200, "failures_before_down": 2, "user": "postgres",
                        "password": SUPERUSER_PASSWORD, "dbname": "postgres"},
             "workers": 2,
+            # Tests that stop the primary want a quick answer; the hold itself is tested explicitly.
+            "failover": {"hold_ms": 1000},
         }
         merge(self.config, overrides or {})
         self.dir = tempfile.mkdtemp(prefix="pglane-test-")
