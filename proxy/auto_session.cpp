@@ -259,7 +259,9 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
 }
 
 asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server(bool wait) {
-    auto topology = wait ? co_await await_primary(services_) : services_.topology();
+    // Not a ?: around co_await: GCC 12 mishandles temporaries there.
+    health::TopologyPtr topology = services_.topology();
+    if (wait) topology = co_await await_primary(services_);
     auto primary = routing::choose_primary(*topology);
     if (!primary) {
         services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
@@ -294,7 +296,8 @@ asio::awaitable<void> AutoSession::load_function_catalog() {
     ServerConnection* server = nullptr;
     auto primary = co_await primary_server(false);
     if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
-    if (!server) server = co_await choose_standby({routing::Destination::standby, "catalog", routing::RouteReason::function});
+    const routing::RouteDecision any_standby{routing::Destination::standby, "catalog", routing::RouteReason::function};
+    if (!server) server = co_await choose_standby(any_standby);
     if (!server) co_return;
     HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
     if (!result.ok) co_return;
@@ -358,7 +361,8 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
     if (pinned_standby_) {
         auto ready = co_await ready_server(*pinned_standby_);
         if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
-        if (ServerConnection* other = co_await choose_standby({routing::Destination::standby, "ro port", routing::RouteReason::port})) {
+        const routing::RouteDecision any_standby{routing::Destination::standby, "ro port", routing::RouteReason::port};
+        if (ServerConnection* other = co_await choose_standby(any_standby)) {
             pinned_standby_ = other->node();
             co_return other;
         }

@@ -104,7 +104,8 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
         bool cancel_handled = false;
         if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
         if (cancel_handled) co_return Disconnect::quiet("cancel_request");
-        auto topology = kind_ == ListenerKind::rw ? co_await await_primary(services_) : services_.topology();
+        health::TopologyPtr topology = services_.topology();
+        if (kind_ == ListenerKind::rw) topology = co_await await_primary(services_);
         if (auto why = co_await connect_to_node(*topology)) co_return why;
         if (!co_await write_all(server_, startup_packet)) {
             co_return Disconnect{std::string(connection_failure),
