@@ -30,6 +30,16 @@ std::string describe_peer(const tcp::socket& socket) {
     return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
 }
 
+std::string quote_identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out.push_back('"');
+        out.push_back(c);
+    }
+    out.push_back('"');
+    return out;
+}
+
 routing::Classification unknown_statement(std::string reason) {
     routing::Classification c;
     c.parsed = false;
@@ -404,6 +414,7 @@ asio::awaitable<Disconnect> AutoSession::serve() {
             co_return Disconnect::quiet("client_terminated");
         }
         if (co_await answer_pglane_setting(unit)) continue;
+        if (co_await answer_deallocate(unit)) continue;
         if (auto stop = co_await run_unit(unit)) co_return *stop;
         if (unit.terminate) {
             client_terminated_ = true;
@@ -434,10 +445,28 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             if (frame.tag == 'H') co_return std::nullopt;  // Flush: the client waits for results now
         }
         client_in_.compact();
-        // Wait for the client, or for the session to be fenced while it is idle.
+        // Wait for the client, or for the session to be fenced while it is idle. A LISTENing
+        // session also waits for notifications from its primary.
         fence_timer_.expires_at(asio::steady_timer::time_point::max());
-        auto result = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
-                                fence_timer_.async_wait(use_nothrow));
+        ServerConnection* listening = nullptr;
+        if (router_.pin() == routing::PinReason::listen && primary_node_ && servers_[*primary_node_] &&
+            !servers_[*primary_node_]->broken())
+            listening = servers_[*primary_node_].get();
+        std::variant<std::tuple<boost::system::error_code>, std::tuple<boost::system::error_code>> result;
+        if (listening) {
+            auto three = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+                                   fence_timer_.async_wait(use_nothrow) ||
+                                   listening->socket().async_wait(tcp::socket::wait_read, use_nothrow));
+            if (three.index() == 2) {
+                if (auto stop = co_await relay_notifications(*listening)) co_return stop;
+                continue;
+            }
+            if (three.index() == 0) result.emplace<0>(std::get<0>(three));
+            else result.emplace<1>(std::get<1>(three));
+        } else {
+            result = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+                               fence_timer_.async_wait(use_nothrow));
+        }
         if (fence_) co_return *fence_;
         if (result.index() == 0 && std::get<0>(std::get<0>(result))) co_return Disconnect::quiet("client_disconnected");
         boost::system::error_code ec;
@@ -446,6 +475,26 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
         if (ec) co_return Disconnect::quiet("client_disconnected");
         client_in_.commit(n);
     }
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::relay_notifications(ServerConnection& server) {
+    if (!co_await server.read_more()) {
+        co_return Disconnect{std::string(connection_failure),
+                             fmt::format("pglane: lost the connection to {} this LISTENing session is on",
+                                         server.address().name),
+                             "listen_server_lost"};
+    }
+    // Between units a server only sends asynchronous messages: NotificationResponse,
+    // NoticeResponse, ParameterStatus (and a FATAL ErrorResponse before it closes).
+    std::string out;
+    for (;;) {
+        protocol::Frame frame = protocol::frame_message(server.in().unread(), services_.config.limits.max_message_bytes);
+        if (frame.status != protocol::FrameStatus::message) break;
+        out.append(protocol::as_text(server.in().unread().first(frame.size)));
+        server.in().consume(frame.size);
+    }
+    if (!out.empty() && !co_await write_client(out)) co_return Disconnect::quiet("client_disconnected");
+    co_return std::nullopt;
 }
 
 std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag, protocol::Bytes body,
@@ -544,6 +593,32 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
         default:
             return std::nullopt;  // Execute, Flush, stray Copy messages: routed with their unit
     }
+}
+
+asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
+    // A statement PREPAREd through pglane lives on whichever nodes ran it: DEALLOCATE it on
+    // each of them. Unknown names go to a server, which answers 26000 as it should.
+    if (!unit.simple || unit.statements.size() != 1) co_return false;
+    const routing::Classification& c = unit.statements.front();
+    if (c.statement_count != 1 || (c.deallocate_name.empty() && !c.deallocate_all)) co_return false;
+    if (!c.deallocate_all && !sql_statements_.contains(c.deallocate_name)) co_return false;
+    for (auto& server : servers_) {
+        if (!server || server->broken()) continue;
+        if (c.deallocate_all ? server->sql_statements.empty() : !server->sql_statements.contains(c.deallocate_name))
+            continue;
+        const std::string sql = c.deallocate_all ? std::string("DEALLOCATE ALL")
+                                                 : "DEALLOCATE " + quote_identifier(c.deallocate_name);
+        (void)co_await server->hidden_query(sql);
+        if (c.deallocate_all) server->sql_statements.clear();
+        else server->sql_statements.erase(c.deallocate_name);
+    }
+    if (c.deallocate_all) sql_statements_.clear();
+    else sql_statements_.erase(c.deallocate_name);
+    std::string out;
+    protocol::MessageWriter(out, 'C').cstring(c.deallocate_all ? "DEALLOCATE ALL" : "DEALLOCATE");
+    protocol::append_ready_for_query(out, status_);
+    (void)co_await write_client(out);
+    co_return true;
 }
 
 asio::awaitable<bool> AutoSession::answer_pglane_setting(const Unit& unit) {

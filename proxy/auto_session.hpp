@@ -65,6 +65,8 @@ private:
     [[nodiscard]] std::optional<Disconnect> take_client_message(Unit& unit, char tag, protocol::Bytes body,
                                                                 protocol::Bytes raw);
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
+    asio::awaitable<bool> answer_deallocate(const Unit& unit);
+    asio::awaitable<std::optional<Disconnect>> relay_notifications(ServerConnection& server);
     // node choice
     asio::awaitable<std::variant<ServerConnection*, Disconnect>> choose_server(const Unit& unit);
     asio::awaitable<ServerConnection*> choose_standby(const routing::RouteDecision& decision);

@@ -189,6 +189,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     protocol::RelayCursor cursor(services_.config.limits.max_message_bytes, server.in().capacity());
     bool forwarded_any = false;
     bool retrying = false;
+    bool holding = may_retry;
+    std::string held;   // descriptions kept back while a retry is still possible
     bool copy_in = false;
     std::vector<asio::const_buffer> pieces;
     for (;;) {
@@ -207,6 +209,28 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                                      "server_malformed"};
             }
             bool swallow = retrying;
+            if (holding) {
+                // Descriptions come before a statement runs: keep them back until a result
+                // shows the standby accepted it, so a 25006 can still be retried unseen.
+                bool description = step.kind == protocol::RelayCursor::Kind::message &&
+                                   std::string_view("12tTnS").find(step.frame.tag) != std::string_view::npos;
+                bool refusal = step.kind == protocol::RelayCursor::Kind::message && step.frame.tag == 'E';
+                if (description) {
+                    bool injected_answer = (step.frame.tag == '1' && swallow_parse_complete_ > 0);
+                    if (!injected_answer) held.append(protocol::as_text(in.unread().first(step.bytes)));
+                    else --swallow_parse_complete_;
+                    if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                    in.consume(step.bytes);
+                    span_start = in.begin();
+                    continue;
+                }
+                if (!refusal) {
+                    holding = false;
+                    if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                    span_start = in.begin();
+                    if (!held.empty()) pieces.emplace_back(held.data(), held.size());
+                }
+            }
             if (step.kind == protocol::RelayCursor::Kind::message) {
                 char tag = step.frame.tag;
                 if (tag == '1' && swallow_parse_complete_ > 0) {
@@ -221,6 +245,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                     if (may_retry && !forwarded_any && fields && fields->sqlstate == read_only_transaction) {
                         retrying = true;
                         swallow = true;
+                        held.clear();
+                    } else if (holding) {
+                        holding = false;
+                        if (!held.empty()) pieces.emplace_back(held.data(), held.size());
                     }
                 } else if (tag == 'G') {
                     copy_in = true;
