@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "routing/literal_mask.hpp"
+
 namespace pglane::routing {
 namespace {
 
@@ -36,20 +38,56 @@ Classification ClassificationCache::timed_classify(std::string_view sql) {
     return result;
 }
 
+namespace {
+
+// A shape's classification stands for every statement of that shape only when literal
+// values cannot change it: not for SET and friends (values are replayed and answered),
+// pglane settings, transaction control, PREPARE/EXECUTE/DEALLOCATE names, pins (advisory
+// lock keys) or anything the parser refused in its masked form.
+bool shape_decides(const Classification& c) {
+    return c.parsed && !c.session_state && !c.pglane_setting_name && c.transaction == TransactionControl::none &&
+           c.prepare_name.empty() && c.execute_name.empty() && c.deallocate_name.empty() && !c.deallocate_all &&
+           c.pin == PinReason::none;
+}
+
+}  // namespace
+
+const Classification* ClassificationCache::lookup(std::string_view key) {
+    const auto found = index_.find(key);
+    if (found == index_.end()) return nullptr;
+    entries_.splice(entries_.begin(), entries_, found->second);  // now the most recent
+    return &found->second->classification;
+}
+
 const Classification& ClassificationCache::classify(std::string_view sql) {
-    if (const auto found = index_.find(sql); found != index_.end()) {
+    if (const Classification* c = lookup(sql)) {
         ++hits_;
-        entries_.splice(entries_.begin(), entries_, found->second);  // now the most recent
-        return found->second->classification;
+        return *c;
+    }
+    std::optional<std::string> shape;
+    if (sql.size() <= max_statement_bytes_) shape = mask_literals(sql);
+    if (shape) {
+        if (const Classification* c = lookup(*shape)) {
+            ++hits_;
+            return *c;
+        }
     }
     ++misses_;
     if (sql.size() > max_statement_bytes_) {
         uncached_ = timed_classify(sql);
         return uncached_;
     }
+    if (shape) {
+        Classification by_shape = timed_classify(*shape);
+        if (shape_decides(by_shape)) return insert(std::move(*shape), std::move(by_shape));
+    }
+    return insert(std::string(sql), timed_classify(sql));
+}
+
+const Classification& ClassificationCache::insert(std::string key, Classification classification) {
     Entry entry;
-    entry.sql.assign(sql);
-    entry.classification = timed_classify(sql);
+    entry.sql = std::move(key);
+    entry.classification = std::move(classification);
     entry.bytes = footprint(entry.sql, entry.classification);
     entries_.push_front(std::move(entry));
     bytes_ += entries_.front().bytes;

@@ -44,6 +44,8 @@ private:
     };
 
     [[nodiscard]] Classification timed_classify(std::string_view sql);
+    [[nodiscard]] const Classification* lookup(std::string_view key);
+    const Classification& insert(std::string key, Classification classification);
     void evict_until_within_bounds();
 
     std::size_t max_entries_;

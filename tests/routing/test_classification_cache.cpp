@@ -23,9 +23,9 @@ TEST_CASE("the first classification of a text misses and repeats hit") {
 
 TEST_CASE("the cache keys on the exact text, whitespace included") {
     ClassificationCache cache;
-    (void)cache.classify("SELECT 1");
-    (void)cache.classify("SELECT  1");
-    (void)cache.classify("select 1");
+    (void)cache.classify("SELECT a");
+    (void)cache.classify("SELECT  a");
+    (void)cache.classify("select a");
     CHECK(cache.misses() == 3);
     CHECK(cache.hits() == 0);
     CHECK(cache.size() == 3);
@@ -43,27 +43,52 @@ TEST_CASE("a cached classification carries every field") {
 
 TEST_CASE("the cache holds at most max_entries and evicts the least recently used") {
     ClassificationCache cache(3);
-    (void)cache.classify("SELECT 1");
-    (void)cache.classify("SELECT 2");
-    (void)cache.classify("SELECT 3");
-    (void)cache.classify("SELECT 1");  // hit: now the most recent
-    (void)cache.classify("SELECT 4");  // evicts SELECT 2
+    (void)cache.classify("SELECT a");
+    (void)cache.classify("SELECT b");
+    (void)cache.classify("SELECT c");
+    (void)cache.classify("SELECT a");  // hit: now the most recent
+    (void)cache.classify("SELECT d");  // evicts SELECT b
     CHECK(cache.size() == 3);
     CHECK(cache.hits() == 1);
     CHECK(cache.misses() == 4);
 
-    (void)cache.classify("SELECT 1");
+    (void)cache.classify("SELECT a");
     CHECK(cache.hits() == 2);  // survived: it was used recently
-    (void)cache.classify("SELECT 2");
+    (void)cache.classify("SELECT b");
     CHECK(cache.misses() == 5);  // was evicted
     CHECK(cache.size() == 3);
 }
 
 TEST_CASE("thousands of distinct statements never grow the cache past its bound") {
     ClassificationCache cache(100);
-    for (int i = 0; i < 2000; ++i) (void)cache.classify("SELECT " + std::to_string(i));
+    for (int i = 0; i < 2000; ++i) (void)cache.classify("SELECT c" + std::to_string(i));
     CHECK(cache.size() == 100);
     CHECK(cache.misses() == 2000);
+}
+
+TEST_CASE("statements differing only in literals share one parse") {
+    ClassificationCache cache;
+    for (int i = 0; i < 100; ++i)
+        CHECK(cache.classify("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i)).read_only);
+    CHECK(cache.misses() == 1);
+    CHECK(cache.hits() == 99);
+    CHECK(cache.size() == 1);
+    CHECK_FALSE(cache.classify("UPDATE pgbench_accounts SET abalance = 5 WHERE aid = 7").read_only);
+    CHECK(cache.classify("SELECT * FROM t WHERE name = 'x' AND id = 3").read_only);
+    CHECK(cache.classify("SELECT * FROM t WHERE name = 'it''s' AND id = 4").read_only);
+    CHECK(cache.misses() == 3);
+}
+
+TEST_CASE("literals that matter are never shared through a shape") {
+    ClassificationCache cache;
+    // The value of a pglane setting is the whole point of the statement.
+    CHECK(cache.classify("SET pglane.route = 'primary'").pglane_setting_value == "primary");
+    CHECK(cache.classify("SET pglane.route = 'standby'").pglane_setting_value == "standby");
+    // set_config's third argument decides whether the setting outlives the transaction.
+    CHECK(cache.classify("SELECT set_config('a.b', 'c', false)").session_state);
+    // Advisory lock keys pin; two keys are two statements.
+    CHECK(cache.classify("SELECT pg_advisory_lock(1)").pin != pglane::routing::PinReason::none);
+    CHECK(cache.classify("SELECT pg_advisory_lock(2)").pin != pglane::routing::PinReason::none);
 }
 
 TEST_CASE("the cache holds at most max_bytes") {

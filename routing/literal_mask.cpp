@@ -1,0 +1,150 @@
+#include "routing/literal_mask.hpp"
+
+#include <fmt/format.h>
+
+namespace pglane::routing {
+
+namespace {
+
+bool is_identifier_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           static_cast<unsigned char>(c) >= 0x80;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Lexical states of https://www.postgresql.org/docs/15/sql-syntax-lexical.html that matter here.
+class Masker {
+public:
+    explicit Masker(std::string_view sql) : sql_(sql) { out_.reserve(sql.size() + 8); }
+
+    std::optional<std::string> run() {
+        while (i_ < sql_.size()) {
+            char c = sql_[i_];
+            bool ok = true;
+            if (c == '-' && next() == '-') ok = copy_line_comment();
+            else if (c == '/' && next() == '*') ok = copy_block_comment();
+            else if (c == '"') ok = copy_quoted_identifier();
+            else if (c == '\'') ok = mask_string();
+            else if (c == '$') ok = false;  // parameters and dollar quotes: leave the text alone
+            else if (is_digit(c) || (c == '.' && is_digit(next()))) ok = mask_number();
+            else copy_word_or_char();
+            if (!ok) return std::nullopt;
+        }
+        if (masked_ == 0) return std::nullopt;
+        return std::move(out_);
+    }
+
+private:
+    [[nodiscard]] char next() const { return i_ + 1 < sql_.size() ? sql_[i_ + 1] : '\0'; }
+    [[nodiscard]] bool after_identifier() const { return !out_.empty() && is_identifier_char(out_.back()); }
+
+    void placeholder() { out_ += fmt::format("${}", ++masked_); }
+
+    bool copy_line_comment() {
+        std::size_t end = sql_.find('\n', i_);
+        end = end == std::string_view::npos ? sql_.size() : end;
+        out_.append(sql_.substr(i_, end - i_));
+        i_ = end;
+        return true;
+    }
+
+    bool copy_block_comment() {
+        int depth = 0;
+        std::size_t j = i_;
+        while (j < sql_.size()) {
+            if (sql_[j] == '/' && j + 1 < sql_.size() && sql_[j + 1] == '*') {
+                ++depth;
+                j += 2;
+            } else if (sql_[j] == '*' && j + 1 < sql_.size() && sql_[j + 1] == '/') {
+                j += 2;
+                if (--depth == 0) break;
+            } else {
+                ++j;
+            }
+        }
+        if (depth != 0) return false;
+        out_.append(sql_.substr(i_, j - i_));
+        i_ = j;
+        return true;
+    }
+
+    bool copy_quoted_identifier() {
+        std::size_t j = i_ + 1;
+        while (j < sql_.size()) {
+            if (sql_[j] == '"') {
+                if (j + 1 < sql_.size() && sql_[j + 1] == '"') {
+                    j += 2;
+                    continue;
+                }
+                out_.append(sql_.substr(i_, j + 1 - i_));
+                i_ = j + 1;
+                return true;
+            }
+            ++j;
+        }
+        return false;
+    }
+
+    bool mask_string() {
+        if (after_identifier()) return false;  // E'', B'', X'', U&'' and friends
+        std::size_t j = i_ + 1;
+        while (j < sql_.size()) {
+            if (sql_[j] == '\\') return false;  // meaning depends on standard_conforming_strings
+            if (sql_[j] == '\'') {
+                if (j + 1 < sql_.size() && sql_[j + 1] == '\'') {
+                    j += 2;
+                    continue;
+                }
+                i_ = j + 1;
+                placeholder();
+                return true;
+            }
+            ++j;
+        }
+        return false;
+    }
+
+    bool mask_number() {
+        if (after_identifier()) {  // a digit inside a name: t1, col2
+            copy_word_or_char();
+            return true;
+        }
+        std::size_t j = i_;
+        while (j < sql_.size() && (is_digit(sql_[j]) || sql_[j] == '.' || sql_[j] == '_')) ++j;
+        if (j < sql_.size() && (sql_[j] == 'e' || sql_[j] == 'E')) {
+            std::size_t k = j + 1;
+            if (k < sql_.size() && (sql_[k] == '+' || sql_[k] == '-')) ++k;
+            if (k < sql_.size() && is_digit(sql_[k])) {
+                j = k;
+                while (j < sql_.size() && is_digit(sql_[j])) ++j;
+            }
+        }
+        if (j < sql_.size() && is_identifier_char(sql_[j])) return false;  // 0x1F, 1abc: not modelled
+        i_ = j;
+        placeholder();
+        return true;
+    }
+
+    void copy_word_or_char() {
+        if (!is_identifier_char(sql_[i_])) {
+            out_.push_back(sql_[i_++]);
+            return;
+        }
+        std::size_t j = i_;
+        while (j < sql_.size() && is_identifier_char(sql_[j])) ++j;
+        out_.append(sql_.substr(i_, j - i_));
+        i_ = j;
+    }
+
+    std::string_view sql_;
+    std::size_t i_ = 0;
+    std::string out_;
+    int masked_ = 0;
+};
+
+}  // namespace
+
+std::optional<std::string> mask_literals(std::string_view sql) { return Masker(sql).run(); }
+
+}  // namespace pglane::routing
