@@ -357,6 +357,17 @@ asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::Ro
 
 asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose_server(const Unit& unit) {
     last_reason_ = routing::RouteReason::port;
+    if (!deferred_begin_.empty()) {
+        last_reason_ = routing::RouteReason::transaction;
+        bool read_only = !unit.statements.empty() &&
+                         unit.statements.front().transaction == routing::TransactionControl::set_transaction_read_only;
+        if (read_only) {
+            const routing::RouteDecision any_standby{routing::Destination::standby, "SET TRANSACTION READ ONLY",
+                                                     routing::RouteReason::transaction};
+            if (ServerConnection* standby = co_await choose_standby(any_standby)) co_return standby;
+        }
+        co_return co_await primary_server();
+    }
     if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
         last_reason_ = routing::RouteReason::transaction;
         auto& server = servers_[*transaction_node_];
@@ -415,6 +426,7 @@ asio::awaitable<Disconnect> AutoSession::serve() {
         }
         if (co_await answer_pglane_setting(unit)) continue;
         if (co_await answer_deallocate(unit)) continue;
+        if (co_await defer_begin(unit)) continue;
         if (auto stop = co_await run_unit(unit)) co_return *stop;
         if (unit.terminate) {
             client_terminated_ = true;
@@ -593,6 +605,22 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
         default:
             return std::nullopt;  // Execute, Flush, stray Copy messages: routed with their unit
     }
+}
+
+asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
+    // A lone BEGIN is answered by pglane and sent later with the transaction's first
+    // statement: if that is SET TRANSACTION READ ONLY, the transaction may run on a standby.
+    if (kind_ != ListenerKind::auto_ || !unit.simple || unit.statements.size() != 1) co_return false;
+    if (status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) co_return false;
+    const routing::Classification& c = unit.statements.front();
+    if (c.transaction != routing::TransactionControl::begin || c.statement_count != 1) co_return false;
+    deferred_begin_ = unit.bytes;
+    status_ = protocol::TransactionStatus::in_transaction;
+    std::string out;
+    protocol::MessageWriter(out, 'C').cstring("BEGIN");
+    protocol::append_ready_for_query(out, status_);
+    (void)co_await write_client(out);
+    co_return true;
 }
 
 asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {

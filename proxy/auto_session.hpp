@@ -66,6 +66,7 @@ private:
                                                                 protocol::Bytes raw);
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
     asio::awaitable<bool> answer_deallocate(const Unit& unit);
+    asio::awaitable<bool> defer_begin(const Unit& unit);
     asio::awaitable<std::optional<Disconnect>> relay_notifications(ServerConnection& server);
     // node choice
     asio::awaitable<std::variant<ServerConnection*, Disconnect>> choose_server(const Unit& unit);
@@ -118,6 +119,8 @@ private:
     std::unordered_map<std::string, PreparedStatement> sql_statements_;
     std::vector<std::string> settings_;          // session SETs, replayed on every new connection
     std::vector<std::string> pending_settings_;  // SETs inside the open transaction: kept only if it commits
+    std::string deferred_begin_;                 // a BEGIN answered by pglane, sent with the next unit
+    int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
     int swallow_parse_complete_ = 0;             // answers to Parse/Close messages pglane injected
     int swallow_close_complete_ = 0;
     bool unit_failed_ = false;

@@ -179,7 +179,14 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         co_return server_lost(server);
     }
     point_cancel_at(server);
-    std::string out = injections(unit, server);
+    std::string out;
+    if (!deferred_begin_.empty()) {
+        out = std::move(deferred_begin_);
+        deferred_begin_.clear();
+        swallow_until_ready_ = 1;
+        before = protocol::TransactionStatus::idle;
+    }
+    out += injections(unit, server);
     out += unit.bytes;
     track_sent(unit, server);
     if (!co_await server.write(out)) {
@@ -207,6 +214,14 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 co_return Disconnect{std::string(protocol_violation),
                                      fmt::format("pglane: server {} sent a malformed message", server.address().name),
                                      "server_malformed"};
+            }
+            if (step.kind == protocol::RelayCursor::Kind::message && swallow_until_ready_ > 0 && step.frame.tag != 'E') {
+                // The deferred BEGIN's CommandComplete and ReadyForQuery: the client had them.
+                if (step.frame.tag == 'Z') --swallow_until_ready_;
+                if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                in.consume(step.bytes);
+                span_start = in.begin();
+                continue;
             }
             bool swallow = retrying;
             if (holding) {

@@ -119,6 +119,26 @@ class AutoRouting(unittest.TestCase):
             self.assertIn(seen[0], STANDBYS, f"BEGIN READ ONLY did not go to a standby: {seen}")
             self.assertTrue(in_recovery, "pg_is_in_recovery() inside the read-only transaction ran on the primary")
 
+    def test_set_transaction_read_only_first_runs_the_transaction_on_a_standby(self):
+        for _ in range(3):
+            cur = self.fresh()
+            cur.execute("BEGIN")
+            cur.execute("SET TRANSACTION READ ONLY")
+            seen = nodes_of(cur, 3)
+            cur.execute("COMMIT")
+            self.assertEqual(len(set(seen)), 1, f"one read-only transaction on several nodes: {seen}")
+            self.assertIn(seen[0], STANDBYS, f"BEGIN; SET TRANSACTION READ ONLY did not go to a standby: {seen}")
+
+    def test_plain_begin_keeps_the_transaction_on_the_primary(self):
+        cur = self.fresh()
+        cur.execute("BEGIN")
+        seen = nodes_of(cur, 3)
+        cur.execute("ROLLBACK")
+        self.assertEqual(seen, ["n0"] * 3)
+        cur.execute("BEGIN")
+        cur.execute("ROLLBACK")  # an empty transaction is fine too
+        self.assertIn(value(cur, NODE_SQL), STANDBYS | {"n0"})
+
     def test_volatile_user_function_goes_to_primary(self):
         cur = self.fresh()
         self.assertEqual(nodes_of(cur, 4, "SELECT ar_f_volatile()"), ["n0"] * 4)
