@@ -6,6 +6,8 @@
 #include <openssl/rand.h>
 
 #include <charconv>
+#include <mutex>
+#include <unordered_map>
 #include <stdexcept>
 #include <utility>
 
@@ -38,8 +40,44 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
     return out;
 }
 
-// SaltedPassword := Hi(Normalize(password), salt, i), RFC 5802 section 3. Hi is PBKDF2.
+std::string compute_salted_password(std::string_view password, std::string_view salt, int iterations);
+
+// PBKDF2 with 4096 iterations costs about a millisecond of CPU: once per (password, salt,
+// iterations) is enough. Every login of a user with a plaintext secret hits the same salt
+// (the server's verifier, or the one pglane derived), so a connection storm pays it once.
+// Process-wide, bounded; the passwords are in memory (users file) anyway.
+class SaltedPasswordMemo {
+public:
+    std::string get(std::string_view password, std::string_view salt, int iterations) {
+        std::string key = std::to_string(iterations) + ':' + std::string(salt) + ':' + std::string(password);
+        {
+            std::lock_guard lock(mutex_);
+            if (auto it = memo_.find(key); it != memo_.end()) return it->second;
+        }
+        std::string value = compute_salted_password(password, salt, iterations);
+        std::lock_guard lock(mutex_);
+        if (memo_.size() >= max_entries) memo_.clear();
+        memo_.emplace(std::move(key), value);
+        return value;
+    }
+
+private:
+    static constexpr std::size_t max_entries = 4096;
+    std::mutex mutex_;
+    std::unordered_map<std::string, std::string> memo_;
+};
+
+SaltedPasswordMemo& salted_password_memo() {
+    static SaltedPasswordMemo memo;
+    return memo;
+}
+
 std::string salted_password(std::string_view password, std::string_view salt, int iterations) {
+    return salted_password_memo().get(password, salt, iterations);
+}
+
+// SaltedPassword := Hi(Normalize(password), salt, i), RFC 5802 section 3. Hi is PBKDF2.
+std::string compute_salted_password(std::string_view password, std::string_view salt, int iterations) {
     std::string out(key_length, '\0');
     if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                           reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
@@ -205,7 +243,15 @@ std::optional<Verifier> verifier_for_secret(std::string_view secret) {
     bool md5_hash = secret.size() == 35 && secret.starts_with("md5") &&
                     secret.find_first_not_of("0123456789abcdef", 3) == std::string_view::npos;
     if (secret.empty() || md5_hash) return std::nullopt;
-    return make_verifier(secret, random_salt(), default_iterations);
+    // One salt per plaintext secret for the life of the process, as a stored verifier has:
+    // the derived verifier (and its PBKDF2) is then computed once, not at every login.
+    static std::mutex mutex;
+    static std::unordered_map<std::string, Verifier> derived;
+    std::lock_guard lock(mutex);
+    auto it = derived.find(std::string(secret));
+    if (it != derived.end()) return it->second;
+    if (derived.size() >= 4096) derived.clear();
+    return derived.emplace(std::string(secret), make_verifier(secret, random_salt(), default_iterations)).first->second;
 }
 
 Verifier mock_verifier(std::string_view user, std::string_view mock_seed) {
