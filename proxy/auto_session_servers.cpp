@@ -1,0 +1,202 @@
+// Which server an AutoSession unit runs on: opening and preparing connections (replaying
+// the session's SET history), the elected primary (waiting for one during a failover),
+// standbys chosen round-robin with read-your-writes and staleness checks, and the function
+// volatility catalog the routing needs.
+
+#include "common/log.hpp"
+#include "health/probe.hpp"
+#include "proxy/auto_session.hpp"
+#include "proxy/function_catalogs.hpp"
+#include "proxy/startup.hpp"
+#include "routing/node_choice.hpp"
+
+#include <fmt/format.h>
+
+namespace pglane::proxy {
+
+using protocol::sqlstate::connection_failure;
+
+// ---- servers ----------------------------------------------------------------------------
+
+asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::ready_server(std::size_t node) {
+    auto& slot = servers_.at(node);
+    if (slot && slot->broken()) {
+        services_.counters.add(node, NodeCounter::server_connections_active, -1);
+        slot.reset();
+    }
+    if (!slot) {
+        auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, services_.config.nodes[node],
+                                                         services_.config.limits);
+        if (auto failure = co_await server->open(startup_parameters_, credentials_)) {
+            services_.counters.add(node, NodeCounter::server_connect_errors_total);
+            log::warn("server_login_failed", {{"session", id_}, {"node", services_.config.nodes[node].name},
+                                              {"sqlstate", failure->sqlstate}, {"error", failure->message}});
+            co_return *failure;
+        }
+        services_.counters.add(node, NodeCounter::sessions_routed_total);
+        services_.counters.add(node, NodeCounter::server_connections_active);
+        slot = std::move(server);
+    }
+    // Bring the connection up to date with the session's SET history.
+    if (slot->settings_applied < settings_.size()) {
+        std::string replay;
+        for (std::size_t i = slot->settings_applied; i < settings_.size(); ++i) replay += settings_[i] + ";";
+        HiddenResult result = co_await slot->hidden_query(replay);
+        if (!result.ok) {
+            log::warn("settings_replay_failed", {{"session", id_}, {"node", slot->address().name},
+                                                 {"error", result.error.message}});
+            slot->mark_broken();
+            co_return ServerFailure{std::string(connection_failure),
+                                    "pglane: could not apply the session's settings: " + result.error.message};
+        }
+        slot->settings_applied = settings_.size();
+    }
+    co_return slot.get();
+}
+
+asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server(bool wait) {
+    // Not a ?: around co_await: GCC 12 mishandles temporaries there.
+    health::TopologyPtr topology = services_.topology();
+    if (wait) topology = co_await await_primary(services_);
+    auto primary = routing::choose_primary(*topology);
+    if (!primary) {
+        services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+        co_return Disconnect::unit_error(connection_failure, routing::describe_unavailable(*topology, true), "no_primary");
+    }
+    if (primary_node_ && primary_node_ != primary) follow_new_primary();
+    auto ready = co_await ready_server(*primary);
+    if (auto* failure = std::get_if<ServerFailure>(&ready)) {
+        // An authoritative refusal (no such database, role not allowed...) is the client's answer.
+        bool lost = failure->sqlstate.starts_with("08");
+        co_return Disconnect{failure->sqlstate, failure->message, lost ? "primary_unreachable" : "server_refused_login",
+                             !lost};
+    }
+    if (!primary_node_) {
+        primary_node_ = primary;
+        primary_term_ = topology->primary_term;
+    }
+    co_return std::get<ServerConnection*>(ready);
+}
+
+void AutoSession::follow_new_primary() {
+    if (!primary_node_) return;
+    if (auto& old = servers_[*primary_node_]; old && !old->broken()) old->mark_broken();
+    log::info("session_follows_new_primary", {{"session", id_}, {"old", services_.config.nodes[*primary_node_].name}});
+    primary_node_.reset();
+}
+
+asio::awaitable<void> AutoSession::load_function_catalog() {
+    catalog_ = services_.catalogs.find(database_);
+    if (catalog_) co_return;
+    // pg_proc is replicated: any node will do, the primary if there is one right now.
+    ServerConnection* server = nullptr;
+    auto primary = co_await primary_server(false);
+    if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
+    const routing::RouteDecision any_standby{routing::Destination::standby, "catalog", routing::RouteReason::function};
+    if (!server) server = co_await choose_standby(any_standby);
+    if (!server) co_return;
+    HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
+    if (!result.ok) co_return;
+    auto catalog = std::make_shared<routing::FunctionCatalog>();
+    for (const auto& row : result.rows) {
+        if (row.size() == 3 && row[0] && row[1] && row[2] && !row[2]->empty())
+            catalog->add(*row[0], *row[1], (*row[2])[0]);
+    }
+    catalog_ = catalog;
+    services_.catalogs.store(database_, catalog_);
+}
+
+asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standby) {
+    if (router_.write_lsn_unknown()) {
+        auto primary = co_await primary_server(false);
+        auto* server = std::get_if<ServerConnection*>(&primary);
+        // Without a primary (a failover in progress) reads keep going to standbys: the write
+        // was acknowledged by a synchronous standby, the best bound left.
+        if (!server) co_return true;
+        HiddenResult lsn = co_await (*server)->hidden_query("SELECT pg_catalog.pg_current_wal_lsn()");
+        if (!lsn.ok || lsn.rows.empty() || !lsn.rows[0][0]) co_return false;
+        auto parsed = health::parse_lsn(*lsn.rows[0][0]);
+        if (!parsed) co_return false;
+        router_.write_lsn_known(*parsed);
+    }
+    if (standby.known_replay_lsn >= router_.write_lsn()) co_return true;
+    HiddenResult replay = co_await standby.hidden_query("SELECT pg_catalog.pg_last_wal_replay_lsn()");
+    if (!replay.ok || replay.rows.empty() || !replay.rows[0][0]) co_return false;
+    standby.known_replay_lsn = health::parse_lsn(*replay.rows[0][0]).value_or(0);
+    co_return standby.known_replay_lsn >= router_.write_lsn();
+}
+
+asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::RouteDecision& decision) {
+    auto topology = services_.topology();
+    auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t node : routing::read_only_candidates(*topology, turn, false)) {
+        const health::NodeStatus& status = topology->nodes[node];
+        if (max_lag_ms_ >= 0 && status.lag_seconds * 1000.0 > max_lag_ms_) continue;
+        auto ready = co_await ready_server(node);
+        auto* server = std::get_if<ServerConnection*>(&ready);
+        if (!server) continue;
+        if (decision.needs_replay_check && !co_await standby_has_replayed(**server)) continue;
+        co_return *server;
+    }
+    co_return nullptr;
+}
+
+asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose_server(const Unit& unit) {
+    last_reason_ = routing::RouteReason::port;
+    if (!deferred_begin_.empty()) {
+        last_reason_ = routing::RouteReason::transaction;
+        bool read_only = !unit.statements.empty() &&
+                         unit.statements.front().transaction == routing::TransactionControl::set_transaction_read_only;
+        if (read_only) {
+            const routing::RouteDecision any_standby{routing::Destination::standby, "SET TRANSACTION READ ONLY",
+                                                     routing::RouteReason::transaction};
+            if (ServerConnection* standby = co_await choose_standby(any_standby)) co_return standby;
+        }
+        co_return co_await primary_server();
+    }
+    if (transaction_node_ && status_ != protocol::TransactionStatus::idle) {
+        last_reason_ = routing::RouteReason::transaction;
+        auto& server = servers_[*transaction_node_];
+        if (server && !server->broken()) co_return server.get();
+        // Never reopen: a new connection would run the rest outside the transaction.
+        co_return Disconnect::unit_error(connection_failure,
+                                         fmt::format("pglane: the connection to {} was lost in the middle of a "
+                                                     "transaction; the transaction was rolled back, retry it",
+                                                     services_.config.nodes[*transaction_node_].name),
+                                         "transaction_server_lost");
+    }
+    if (pinned_standby_) {
+        auto ready = co_await ready_server(*pinned_standby_);
+        if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
+        const routing::RouteDecision any_standby{routing::Destination::standby, "ro port", routing::RouteReason::port};
+        if (ServerConnection* other = co_await choose_standby(any_standby)) {
+            pinned_standby_ = other->node();
+            co_return other;
+        }
+        co_return Disconnect::unit_error(connection_failure, "pglane: no standby is available", "standby_lost");
+    }
+    if (kind_ == ListenerKind::rw) co_return co_await primary_server();
+    std::vector<const routing::Classification*> statements;
+    bool calls_functions = false;
+    for (const auto& c : unit.statements) {
+        statements.push_back(&c);
+        calls_functions = calls_functions || !c.functions.empty();
+    }
+    if (calls_functions && !catalog_) co_await load_function_catalog();
+    routing::RouteDecision decision = router_.route(statements, catalog_.get(), false);
+    last_reason_ = decision.category;
+    if (decision.destination == routing::Destination::standby) {
+        if (ServerConnection* standby = co_await choose_standby(decision)) {
+            if (log::level() <= log::Level::debug)
+                log::debug("routed", {{"session", id_}, {"node", standby->address().name}, {"reason", decision.reason}});
+            co_return standby;
+        }
+        decision.reason = decision.needs_replay_check ? "read-your-writes: standbys behind" : "no eligible standby";
+        last_reason_ = decision.needs_replay_check ? routing::RouteReason::read_your_writes : routing::RouteReason::no_standby;
+    }
+    if (log::level() <= log::Level::debug)
+        log::debug("routed", {{"session", id_}, {"node", "primary"}, {"reason", decision.reason}});
+    co_return co_await primary_server();
+}
+
+}  // namespace pglane::proxy
