@@ -31,7 +31,7 @@ namespace {
 }  // namespace
 
 HealthChecker::HealthChecker(Settings settings, std::vector<NodeAddress> nodes)
-    : settings_(settings), interval_timer_(io_), state_(settings, nodes) {
+    : settings_(settings), interval_timer_(io_), state_(settings, nodes), failover_tracker_(settings.failover) {
     probes_.reserve(nodes.size());
     for (auto& node : nodes) {
         probes_.push_back(std::make_unique<NodeProbe>(io_.get_executor(), std::move(node), settings));
@@ -85,24 +85,38 @@ void HealthChecker::request_stop() {
     stopping_ = true;
     interval_timer_.cancel();
     for (auto& probe : probes_) probe->abort();
+    if (failover_query_ != nullptr) failover_query_->abort();
 }
 
 asio::awaitable<void> HealthChecker::run() {
     const auto interval = std::chrono::milliseconds(settings_.interval_ms);
     while (!stopping_) {
         const auto round_started = std::chrono::steady_clock::now();
-        round_in_flight_ = true;
         round_requested_ = false;
-        std::vector<Observation> round = co_await probe_round();
-        round_in_flight_ = false;
+        co_await run_round();
         if (stopping_) break;
-        publish(state_.apply_round(round));
+        if (settings_.failover.enabled) {
+            const FailoverDecision decision =
+                failover_tracker_.on_round(state_.current(), state_.last_primary(), monotonic_now());
+            if (decision.promote()) {
+                co_await fail_over(decision);
+                if (stopping_) break;
+                continue;
+            }
+        }
         if (round_requested_) continue;
         // Rounds start on a fixed cadence, so a slow round shortens the pause after it.
         interval_timer_.expires_at(round_started + interval);
         (void)co_await interval_timer_.async_wait(asio::as_tuple(use_awaitable));
     }
     log::info("health_checker_stopped");
+}
+
+asio::awaitable<void> HealthChecker::run_round() {
+    round_in_flight_ = true;
+    std::vector<Observation> round = co_await probe_round();
+    round_in_flight_ = false;
+    if (!stopping_) publish(state_.apply_round(round));
 }
 
 // All nodes at once, each bounded by its own deadline, so the round is bounded too.

@@ -3,6 +3,7 @@
 // round into ClusterState and publishes the resulting Topology for lock-free reads.
 
 #include "health/cluster_state.hpp"
+#include "health/failover.hpp"
 #include "health/probe.hpp"
 #include "health/settings.hpp"
 #include "health/topology.hpp"
@@ -12,6 +13,9 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <span>
+#include <string>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -20,7 +24,9 @@
 
 namespace pglane::health {
 
-/// Owns the health thread, its io_context, one NodeProbe per node and the ClusterState.
+/// Owns the health thread, its io_context, one NodeProbe per node, the ClusterState and,
+/// with failover.enabled, the failover manager's executor (which runs between rounds on
+/// the same thread: a promotion pauses the regular cadence but keeps probing).
 /// start()/stop()/probe_now()/on_change()/topology() may be called from any thread;
 /// everything else runs on the health thread. Subscribers run on the health thread.
 class HealthChecker {
@@ -52,8 +58,21 @@ public:
 private:
     [[nodiscard]] boost::asio::awaitable<void> run();
     [[nodiscard]] boost::asio::awaitable<std::vector<Observation>> probe_round();
+    [[nodiscard]] boost::asio::awaitable<void> run_round();
     void publish(Topology topology);
     void request_stop();
+
+    // The failover executor (checker_failover.cpp).
+    [[nodiscard]] boost::asio::awaitable<void> fail_over(const FailoverDecision& decision);
+    [[nodiscard]] boost::asio::awaitable<std::string> promote(std::size_t candidate);
+    [[nodiscard]] boost::asio::awaitable<std::string> wait_until_elected(std::size_t candidate);
+    [[nodiscard]] boost::asio::awaitable<void> prepare_new_primary(std::size_t primary,
+                                                                   std::span<const std::size_t> standbys);
+    [[nodiscard]] boost::asio::awaitable<void> repoint_standby(std::size_t standby, std::size_t primary);
+    [[nodiscard]] boost::asio::awaitable<QueryResult> run_on(std::size_t node, std::string sql,
+                                                             std::chrono::milliseconds timeout);
+    [[nodiscard]] std::chrono::milliseconds step_timeout() const;
+    [[nodiscard]] static FailoverTracker::Duration monotonic_now();
 
     Settings settings_;
     boost::asio::io_context io_;
@@ -63,6 +82,8 @@ private:
     std::atomic<TopologyPtr> topology_;
     std::mutex subscribers_mutex_;
     std::vector<Subscriber> subscribers_;
+    FailoverTracker failover_tracker_;  // health thread only
+    NodeProbe* failover_query_ = nullptr;  // the failover statement in flight, for stop()
     std::thread thread_;
     bool round_in_flight_ = false;  // health thread only
     bool round_requested_ = false;  // health thread only

@@ -2,6 +2,8 @@
 
 #include "common/log.hpp"
 
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <utility>
 
@@ -26,7 +28,10 @@ namespace {
 }  // namespace
 
 ClusterState::ClusterState(Settings settings, std::vector<NodeAddress> nodes)
-    : settings_(std::move(settings)), replay_lag_seconds_(nodes.size()) {
+    : settings_(std::move(settings)),
+      replay_lag_seconds_(nodes.size()),
+      lost_primary_role_(nodes.size(), false),
+      sync_absent_rounds_(nodes.size(), 0) {
     topology_.nodes.reserve(nodes.size());
     for (auto& address : nodes) {
         NodeStatus node;
@@ -43,8 +48,16 @@ Topology ClusterState::apply_round(std::span<const Observation> round) {
         apply_observation(topology_.nodes[i], round[i]);
         if (round[i].ok) replay_lag_seconds_[i] = round[i].replay_lag_seconds;
     }
+    for (std::size_t i = 0; i < round.size(); ++i) {
+        // Back in recovery: it rejoined as a standby, so it may be elected again one day.
+        if (round[i].ok && round[i].in_recovery && lost_primary_role_[i]) {
+            lost_primary_role_[i] = false;
+            log::info("fence_lifted", {{"node", topology_.nodes[i].address.name}, {"role", "standby"}});
+        }
+    }
     set_primary(elect_primary());
     update_fencing(round);
+    update_sync_states(round);
     for (std::size_t i = 0; i < topology_.nodes.size(); ++i) update_lag(i);
     ++topology_.version;
     return topology_;
@@ -70,6 +83,11 @@ void ClusterState::apply_observation(NodeStatus& node, const Observation& observ
     node.receive_lsn = observation.receive_lsn;
     node.replay_lsn = observation.replay_lsn;
     node.replay_paused = observation.replay_paused;
+    node.wal_receiver = observation.wal_receiver_status;
+    node.upstream = observation.sender_host.empty() && observation.sender_port == 0
+                        ? std::string()
+                        : fmt::format("{}:{}", observation.sender_host, observation.sender_port);
+    node.streaming = observation.wal_receiver_status == "streaming";
     set_up(node, true);
 }
 
@@ -93,7 +111,7 @@ std::optional<std::size_t> ClusterState::elect_primary() const {
     const auto& nodes = topology_.nodes;
     std::optional<std::size_t> best;
     for (std::size_t i = 0; i < nodes.size(); ++i) {
-        if (!claims_primary(nodes[i])) continue;
+        if (!claims_primary(nodes[i]) || lost_primary_role_[i]) continue;
         if (!best) {
             best = i;
             continue;
@@ -112,6 +130,14 @@ std::optional<std::size_t> ClusterState::elect_primary() const {
 
 void ClusterState::set_primary(std::optional<std::size_t> elected) {
     if (elected == topology_.primary) return;
+    // The node elected before (now or before an outage) lost the role to another: unless it
+    // came back in recovery, it must never take writes again, even if it is the only one
+    // left claiming primary. Only a rejoin (in recovery) lifts that.
+    if (elected && last_primary_ && *last_primary_ != *elected &&
+        topology_.nodes[*last_primary_].role == Role::primary) {
+        fence(*last_primary_, fmt::format("replaced by {}", topology_.nodes[*elected].address.name));
+    }
+    if (elected) last_primary_ = elected;
     topology_.primary = elected;
     ++topology_.primary_term;
     if (elected) {
@@ -131,7 +157,7 @@ void ClusterState::update_fencing(std::span<const Observation> round) {
     std::size_t claiming_now = 0;
     for (std::size_t i = 0; i < topology_.nodes.size(); ++i) {
         NodeStatus& node = topology_.nodes[i];
-        node.fenced = claims_primary(node) && topology_.primary != i;
+        node.fenced = lost_primary_role_[i] || (claims_primary(node) && topology_.primary != i);
         if (round[i].ok && !round[i].in_recovery) ++claiming_now;
     }
     const bool split_brain = claiming_now > 1;
@@ -142,6 +168,55 @@ void ClusterState::update_fencing(std::span<const Observation> round) {
                                                    : std::string("none")}});
     }
     topology_.split_brain = split_brain;
+}
+
+// Only the elected primary's view counts, and only when it answered this round: when it
+// stops answering, the last states seen stay for the failover manager to choose with. A
+// node missing from the list loses its state only after failures_before_down answers in a
+// row: a primary that is being killed may still answer once after its WAL senders are gone.
+void ClusterState::update_sync_states(std::span<const Observation> round) {
+    if (!topology_.primary || !round[*topology_.primary].ok) return;
+    const auto& peers = round[*topology_.primary].replication;
+    for (std::size_t i = 0; i < topology_.nodes.size(); ++i) {
+        NodeStatus& node = topology_.nodes[i];
+        const ReplicationPeer* best = nullptr;
+        for (const ReplicationPeer& peer : peers) {
+            // Several senders for one name (a reconnect racing the old one): the furthest counts.
+            if (peer.application_name == node.address.name && (!best || peer.flush_lsn > best->flush_lsn)) {
+                best = &peer;
+            }
+        }
+        if (best != nullptr && i != *topology_.primary) {
+            node.sync_state = best->sync_state;
+            node.primary_seen_flush_lsn = best->flush_lsn;
+            sync_absent_rounds_[i] = 0;
+        } else if (i == *topology_.primary ||
+                   ++sync_absent_rounds_[i] >= settings_.failures_before_down) {
+            node.sync_state.clear();
+            node.primary_seen_flush_lsn = 0;
+        }
+    }
+}
+
+void ClusterState::fence(std::size_t index, std::string_view reason) {
+    if (index >= topology_.nodes.size() || lost_primary_role_[index]) return;
+    lost_primary_role_[index] = true;
+    topology_.nodes[index].fenced = true;
+    log::warn("primary_fenced", {{"node", topology_.nodes[index].address.name}, {"reason", reason}});
+}
+
+void ClusterState::record_failover(bool succeeded, std::string description) {
+    if (succeeded) {
+        ++topology_.failovers;
+    } else {
+        ++topology_.failover_failures;
+    }
+    topology_.last_failover = std::move(description);
+}
+
+Topology ClusterState::snapshot() {
+    ++topology_.version;
+    return topology_;
 }
 
 void ClusterState::update_lag(std::size_t index) {

@@ -30,18 +30,21 @@ using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
     return text;
 }
 
-// The one row of the probe query as text values (NULL -> nullopt).
-[[nodiscard]] std::string take_row(const PGresult* result, ProbeRow& row) {
-    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
-        return trimmed(PQresultErrorMessage(result));
-    }
-    if (PQntuples(result) != 1) return fmt::format("probe query returned {} rows", PQntuples(result));
-    row.clear();
-    for (int i = 0; i < PQnfields(result); ++i) {
-        if (PQgetisnull(result, 0, i)) {
-            row.emplace_back();
-        } else {
-            row.emplace_back(std::string(PQgetvalue(result, 0, i), PQgetlength(result, 0, i)));
+// The rows of one result as text values (NULL -> nullopt). A result without rows (a
+// command) leaves `rows` as it was, so the last query's rows are what a caller sees.
+[[nodiscard]] std::string take_rows(const PGresult* result, std::vector<ProbeRow>& rows) {
+    const ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK) return {};
+    if (status != PGRES_TUPLES_OK) return trimmed(PQresultErrorMessage(result));
+    rows.clear();
+    for (int r = 0; r < PQntuples(result); ++r) {
+        ProbeRow& row = rows.emplace_back();
+        for (int i = 0; i < PQnfields(result); ++i) {
+            if (PQgetisnull(result, r, i)) {
+                row.emplace_back();
+            } else {
+                row.emplace_back(std::string(PQgetvalue(result, r, i), PQgetlength(result, r, i)));
+            }
         }
     }
     return {};
@@ -98,30 +101,44 @@ void NodeProbe::abort() {
 
 asio::awaitable<Observation> NodeProbe::probe() {
     const auto started = Clock::now();
-    arm_deadline();
-    ProbeRow row;
+    arm_deadline(std::chrono::milliseconds(settings_.probe_timeout_ms()));
+    std::vector<ProbeRow> rows;
+    const std::string sql(probe_sql());
     const bool reused = connection_ != nullptr;
-    std::string error = co_await run_query(row);
+    std::string error = co_await run_query(sql, rows);
     if (!error.empty() && reused && !timed_out_ && !aborted_) {
         // A kept connection can die between rounds (server restart, idle timeout); one
         // fresh attempt within the same deadline tells that apart from a node that is down.
         close();
-        error = co_await run_query(row);
+        error = co_await run_query(sql, rows);
     }
     deadline_.cancel();
+    if (error.empty() && rows.size() != 1) {
+        error = fmt::format("probe query returned {} rows", rows.size());
+    }
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (!error.empty()) {
         close();
         co_return Observation::failure(std::move(error), seconds);
     }
-    Observation observation = parse_probe_row(row);
+    Observation observation = parse_probe_row(rows.front());
     observation.probe_seconds = seconds;
     co_return observation;
 }
 
-void NodeProbe::arm_deadline() {
+asio::awaitable<QueryResult> NodeProbe::execute(std::string sql, std::chrono::milliseconds timeout) {
+    arm_deadline(timeout);
+    QueryResult result;
+    result.error = co_await run_query(sql, result.rows);
+    deadline_.cancel();
+    if (!result.error.empty()) close();
+    co_return result;
+}
+
+void NodeProbe::arm_deadline(std::chrono::milliseconds timeout) {
     timed_out_ = false;
-    deadline_at_ = Clock::now() + std::chrono::milliseconds(settings_.probe_timeout_ms());
+    timeout_ = timeout;
+    deadline_at_ = Clock::now() + timeout;
     deadline_.expires_at(deadline_at_);
     deadline_.async_wait([this, generation = ++probe_generation_](boost::system::error_code ec) {
         if (ec || generation != probe_generation_) return;
@@ -134,17 +151,17 @@ void NodeProbe::arm_deadline() {
 std::string NodeProbe::deadline_error() const {
     if (aborted_) return "probe aborted: health checker stopping";
     if (timed_out_ || Clock::now() >= deadline_at_) {
-        return fmt::format("probe timed out after {} ms", settings_.probe_timeout_ms());
+        return fmt::format("timed out after {} ms", timeout_.count());
     }
     return {};
 }
 
-asio::awaitable<std::string> NodeProbe::run_query(ProbeRow& row) {
+asio::awaitable<std::string> NodeProbe::run_query(const std::string& sql, std::vector<ProbeRow>& rows) {
     if (connection_ == nullptr) {
         if (auto error = co_await connect(); !error.empty()) co_return error;
     }
-    if (auto error = co_await send_query(); !error.empty()) co_return error;
-    co_return co_await read_row(row);
+    if (auto error = co_await send_query(sql); !error.empty()) co_return error;
+    co_return co_await read_rows(rows);
 }
 
 asio::awaitable<std::string> NodeProbe::connect() {
@@ -205,9 +222,9 @@ asio::awaitable<std::string> NodeProbe::resolve(std::string& hostaddr) {
     co_return std::string{};
 }
 
-asio::awaitable<std::string> NodeProbe::send_query() {
+asio::awaitable<std::string> NodeProbe::send_query(const std::string& sql) {
     if (PQstatus(connection_) != CONNECTION_OK) co_return libpq_error();
-    if (PQsendQuery(connection_, std::string(probe_sql()).c_str()) == 0) co_return libpq_error();
+    if (PQsendQuery(connection_, sql.c_str()) == 0) co_return libpq_error();
     for (;;) {
         const int flushed = PQflush(connection_);
         if (flushed == 0) co_return std::string{};
@@ -216,8 +233,9 @@ asio::awaitable<std::string> NodeProbe::send_query() {
     }
 }
 
-asio::awaitable<std::string> NodeProbe::read_row(ProbeRow& row) {
+asio::awaitable<std::string> NodeProbe::read_rows(std::vector<ProbeRow>& rows) {
     std::string first_error;
+    bool any_result = false;
     for (;;) {
         // PQgetResult blocks while libpq is busy, so it is only called once it is not.
         while (PQisBusy(connection_) != 0) {
@@ -226,10 +244,11 @@ asio::awaitable<std::string> NodeProbe::read_row(ProbeRow& row) {
         }
         ResultPtr result(PQgetResult(connection_));
         if (!result) break;
+        any_result = true;
         // Read to the end even after an error so the connection is left idle.
-        if (auto error = take_row(result.get(), row); first_error.empty()) first_error = error;
+        if (auto error = take_rows(result.get(), rows); first_error.empty()) first_error = error;
     }
-    if (first_error.empty() && row.empty()) first_error = "probe query returned no result";
+    if (first_error.empty() && !any_result) first_error = "query returned no result";
     co_return first_error;
 }
 

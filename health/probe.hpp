@@ -32,8 +32,14 @@ namespace pglane::health {
 /// Column order of probe_sql()'s row.
 enum class ProbeColumn : std::size_t {
     in_recovery, current_lsn, receive_lsn, replay_lsn, replay_lag_seconds, replay_paused,
-    timeline, count
+    timeline, wal_receiver_status, sender_host, sender_port, replication, count
 };
+
+/// A primary's pg_stat_replication as the probe aggregates it into one text column: one
+/// line per WAL sender, "application_name TAB sync_state TAB flush_lsn" (flush_lsn may be
+/// empty). PostgreSQL keeps application_name printable ASCII, so TAB and LF cannot occur.
+/// nullopt when malformed.
+[[nodiscard]] std::optional<std::vector<ReplicationPeer>> parse_replication(std::string_view text);
 
 /// One text value per column; nullopt is SQL NULL.
 using ProbeRow = std::vector<std::optional<std::string>>;
@@ -50,8 +56,15 @@ using ProbeRow = std::vector<std::optional<std::string>>;
 [[nodiscard]] std::string connection_string(const NodeAddress& node, const Settings& settings,
                                             std::string_view hostaddr = {});
 
+/// What execute() returns: the rows of the last result that had any, or why it failed.
+struct QueryResult {
+    std::string error;             // empty on success
+    std::vector<ProbeRow> rows;
+};
+
 /// Owns one persistent libpq connection to one node and the Asio descriptor that watches
-/// its socket. Only the health thread's io_context touches it, one probe() at a time.
+/// its socket. Only the health thread's io_context touches it, one probe() or execute() at
+/// a time.
 class NodeProbe {
 public:
     NodeProbe(boost::asio::any_io_executor executor, NodeAddress node, Settings settings);
@@ -62,6 +75,11 @@ public:
     /// Runs the probe query, (re)connecting if needed, within settings.probe_timeout_ms.
     /// Expected failures (refused, timeout, broken connection) come back as !ok.
     [[nodiscard]] boost::asio::awaitable<Observation> probe();
+
+    /// Runs one SQL statement within `timeout`, connecting if needed. Never retried (the
+    /// failover manager's statements are not all idempotent); errors come back as values.
+    [[nodiscard]] boost::asio::awaitable<QueryResult> execute(std::string sql,
+                                                              std::chrono::milliseconds timeout);
 
     /// Makes the probe in flight (if any) fail now; used by shutdown. Health thread only.
     void abort();
@@ -76,16 +94,17 @@ private:
     struct Resolve;
 
     // The steps below return the reason they failed, or an empty string on success.
-    [[nodiscard]] boost::asio::awaitable<std::string> run_query(ProbeRow& row);
+    [[nodiscard]] boost::asio::awaitable<std::string> run_query(const std::string& sql,
+                                                                std::vector<ProbeRow>& rows);
     [[nodiscard]] boost::asio::awaitable<std::string> connect();
     [[nodiscard]] boost::asio::awaitable<std::string> resolve(std::string& hostaddr);
-    [[nodiscard]] boost::asio::awaitable<std::string> send_query();
-    [[nodiscard]] boost::asio::awaitable<std::string> read_row(ProbeRow& row);
+    [[nodiscard]] boost::asio::awaitable<std::string> send_query(const std::string& sql);
+    [[nodiscard]] boost::asio::awaitable<std::string> read_rows(std::vector<ProbeRow>& rows);
     [[nodiscard]] boost::asio::awaitable<std::string> wait(bool for_write);
     [[nodiscard]] std::string watch_socket(bool reregister);
     [[nodiscard]] std::string deadline_error() const;
     [[nodiscard]] std::string libpq_error() const;
-    void arm_deadline();
+    void arm_deadline(std::chrono::milliseconds timeout);
 
     boost::asio::any_io_executor executor_;
     NodeAddress node_;
@@ -95,6 +114,7 @@ private:
     boost::asio::steady_timer deadline_;
     std::shared_ptr<Resolve> pending_resolve_;
     Clock::time_point deadline_at_{};
+    std::chrono::milliseconds timeout_{0};  // of the operation in flight, for its error text
     std::uint64_t probe_generation_ = 0;  // tells a stale deadline callback from a live one
     bool timed_out_ = false;
     bool aborted_ = false;

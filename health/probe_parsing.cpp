@@ -59,6 +59,10 @@ void append_value(std::string& out, std::string_view key, std::string_view value
 // timeline comes from its current WAL file name because pg_control_checkpoint() keeps the
 // old timeline until the first checkpoint after a fast promotion; a standby reports the
 // timeline it receives, or its checkpoint's when no WAL receiver is running.
+// pg_stat_wal_receiver has a row only while a receiver is connected; its columns are NULL
+// for users without pg_read_all_stats, hence "unknown". pg_stat_replication is folded into
+// one text column so the probe stays one row, one round trip.
+// https://www.postgresql.org/docs/15/monitoring-stats.html#MONITORING-PG-STAT-WAL-RECEIVER-VIEW
 std::string_view probe_sql() {
     return "SELECT r.in_recovery,"
            " CASE WHEN NOT r.in_recovery THEN pg_current_wal_lsn() END,"
@@ -71,8 +75,17 @@ std::string_view probe_sql() {
            "  THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),"
            "                (pg_control_checkpoint()).timeline_id)"
            "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-           " END"
-           " FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r";
+           " END,"
+           " CASE WHEN w.pid IS NOT NULL THEN coalesce(w.status, 'unknown') END,"
+           " w.sender_host,"
+           " w.sender_port,"
+           " CASE WHEN NOT r.in_recovery THEN"
+           "  (SELECT string_agg(s.application_name || E'\\t' || s.sync_state || E'\\t'"
+           "                     || coalesce(s.flush_lsn::text, ''), E'\\n'"
+           "                     ORDER BY s.application_name)"
+           "   FROM pg_stat_replication AS s) END"
+           " FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r"
+           " LEFT JOIN pg_stat_wal_receiver AS w ON r.in_recovery";
 }
 
 // https://www.postgresql.org/docs/15/datatype-pg-lsn.html: two hexadecimal numbers of up
@@ -90,6 +103,31 @@ std::optional<std::uint64_t> parse_lsn(std::string_view text) {
         if (ec != std::errc() || end != half.data() + half.size()) return std::nullopt;
     }
     return (std::uint64_t{high_value} << 32) | low_value;
+}
+
+std::optional<std::vector<ReplicationPeer>> parse_replication(std::string_view text) {
+    std::vector<ReplicationPeer> peers;
+    while (!text.empty()) {
+        const auto end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+        const auto first = line.find('\t');
+        const auto second = first == std::string_view::npos ? first : line.find('\t', first + 1);
+        if (second == std::string_view::npos || line.find('\t', second + 1) != std::string_view::npos) {
+            return std::nullopt;
+        }
+        ReplicationPeer peer;
+        peer.application_name = std::string(line.substr(0, first));
+        peer.sync_state = std::string(line.substr(first + 1, second - first - 1));
+        const std::string_view flush = line.substr(second + 1);
+        if (!flush.empty()) {
+            const auto lsn = parse_lsn(flush);
+            if (!lsn) return std::nullopt;
+            peer.flush_lsn = *lsn;
+        }
+        peers.push_back(std::move(peer));
+    }
+    return peers;
 }
 
 Observation parse_probe_row(std::span<const std::optional<std::string>> row) {
@@ -121,6 +159,19 @@ Observation parse_probe_row(std::span<const std::optional<std::string>> row) {
         timeline_text ? parse_number<std::uint32_t>(*timeline_text) : std::nullopt;
     if (!timeline) return Observation::failure("probe row: bad timeline");
     observation.timeline = *timeline;
+
+    observation.wal_receiver_status = column(row, ProbeColumn::wal_receiver_status).value_or("");
+    observation.sender_host = column(row, ProbeColumn::sender_host).value_or("");
+    if (const auto& port = column(row, ProbeColumn::sender_port)) {
+        const auto value = parse_number<std::uint16_t>(*port);
+        if (!value) return Observation::failure("probe row: bad sender port");
+        observation.sender_port = *value;
+    }
+    if (const auto& replication = column(row, ProbeColumn::replication)) {
+        auto peers = parse_replication(*replication);
+        if (!peers) return Observation::failure("probe row: bad replication list");
+        observation.replication = std::move(*peers);
+    }
     observation.ok = true;
     return observation;
 }

@@ -35,7 +35,17 @@ struct NodeStatus {
     double lag_seconds = 0;         // standby: time since the last replayed commit, 0 when caught up
     bool replay_paused = false;
     bool held_back = false;       // standby lagging: not routed to until it catches up
-    bool fenced = false;          // claims to be primary but is not the elected one
+    bool fenced = false;          // claims to be primary but is not the elected one, or lost
+                                  // the primary role to another node and is not back in recovery
+    // Standby: its WAL receiver (pg_stat_wal_receiver) as of the last successful probe.
+    std::string wal_receiver;     // status ("streaming", "stopping"...; "unknown" when the health
+                                  // user may not see it; empty when no receiver runs)
+    std::string upstream;         // "sender_host:sender_port" the receiver is connected to
+    bool streaming = false;       // wal_receiver == "streaming"
+    // This node in the elected primary's pg_stat_replication (matched by application_name =
+    // node name), as last seen: kept while the primary does not answer, so failover can use it.
+    std::string sync_state;       // "sync", "quorum", "potential", "async"; empty: not connected
+    std::uint64_t primary_seen_flush_lsn = 0;  // its flush_lsn there
     int consecutive_failures = 0;
     double probe_seconds = 0;     // duration of the last probe
     std::uint64_t probes_ok = 0;
@@ -56,6 +66,10 @@ struct Topology {
     std::optional<std::size_t> primary;
     std::uint64_t primary_term = 0;
     bool split_brain = false;     // more than one node claims to be primary right now
+    // The built-in failover manager (failover.enabled).
+    std::uint64_t failovers = 0;          // promotions pglane performed
+    std::uint64_t failover_failures = 0;  // promotions pglane attempted that failed
+    std::string last_failover;            // one line on the last attempt, empty before any
 };
 
 using TopologyPtr = std::shared_ptr<const Topology>;

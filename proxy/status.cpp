@@ -36,6 +36,10 @@ constexpr NodeGauge node_gauges[] = {
      [](const health::NodeStatus& n) { return n.probe_seconds; }},
     {"node_probes_failed_total", "Health probes that failed",
      [](const health::NodeStatus& n) { return double(n.probes_failed); }},
+    {"node_streaming", "1 when the standby's WAL receiver is streaming",
+     [](const health::NodeStatus& n) { return n.streaming ? 1.0 : 0.0; }},
+    {"node_synchronous", "1 when the primary last reported the standby as synchronous (sync or quorum)",
+     [](const health::NodeStatus& n) { return n.sync_state == "sync" || n.sync_state == "quorum" ? 1.0 : 0.0; }},
 };
 
 void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
@@ -60,6 +64,10 @@ std::string render_metrics(const health::Topology& topology, const CounterTotals
     fmt::format_to(std::back_inserter(out), "pglane_primary_term {}\n", topology.primary_term);
     header(out, "split_brain", "gauge", "1 when more than one node claims to be primary");
     fmt::format_to(std::back_inserter(out), "pglane_split_brain {}\n", topology.split_brain ? 1 : 0);
+    header(out, "failovers_total", "counter", "Promotions pglane performed (built-in failover)");
+    fmt::format_to(std::back_inserter(out), "pglane_failovers_total {}\n", topology.failovers);
+    header(out, "failover_failures_total", "counter", "Promotions pglane attempted that failed");
+    fmt::format_to(std::back_inserter(out), "pglane_failover_failures_total {}\n", topology.failover_failures);
     for (std::size_t c = 0; c < listener_counter_count; ++c) {
         const CounterInfo& info = listener_counter_info[c];
         header(out, info.name, info.type, info.help);
@@ -98,6 +106,8 @@ nlohmann::json render_status(const health::Topology& topology, const CounterTota
             {"lag_bytes", n.lag_bytes},     {"lag_seconds", n.lag_seconds},
             {"replay_paused", n.replay_paused},
             {"held_back", n.held_back},     {"fenced", n.fenced},
+            {"wal_receiver", n.wal_receiver}, {"upstream", n.upstream},
+            {"streaming", n.streaming},     {"sync_state", n.sync_state},
             {"probe_seconds", n.probe_seconds},
             {"probes_ok", n.probes_ok},     {"probes_failed", n.probes_failed},
             {"last_error", n.last_error},
@@ -121,6 +131,9 @@ nlohmann::json render_status(const health::Topology& topology, const CounterTota
         {"primary", topology.primary ? nlohmann::json(topology.nodes[*topology.primary].address.name) : nlohmann::json()},
         {"primary_term", topology.primary_term},
         {"split_brain", topology.split_brain},
+        {"failovers", topology.failovers},
+        {"failover_failures", topology.failover_failures},
+        {"last_failover", topology.last_failover},
         {"nodes", std::move(nodes)},
         {"listeners", std::move(listeners)},
     };

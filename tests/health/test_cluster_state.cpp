@@ -330,3 +330,138 @@ TEST_CASE("a standby that gets promoted is no longer held back") {
     CHECK_FALSE(topology.nodes[1].held_back);
     CHECK(topology.nodes[1].lag_bytes == 0);
 }
+
+namespace {
+
+Observation streaming_standby(std::uint64_t lsn, std::string host, std::uint16_t port) {
+    Observation observation = standby(1, lsn, lsn);
+    observation.wal_receiver_status = "streaming";
+    observation.sender_host = std::move(host);
+    observation.sender_port = port;
+    return observation;
+}
+
+Observation primary_with_senders(std::uint64_t lsn, std::vector<ReplicationPeer> peers) {
+    Observation observation = primary(1, lsn);
+    observation.replication = std::move(peers);
+    return observation;
+}
+
+}  // namespace
+
+TEST_CASE("a standby shows its WAL receiver's upstream and whether it streams") {
+    ClusterState state(test_settings(), three_nodes());
+    Observation idle = standby(1, 100, 100);
+    idle.wal_receiver_status = "";
+    auto topology = apply(state, {primary(1, 100), streaming_standby(100, "10.0.0.1", 5432), idle});
+    CHECK(topology.nodes[1].upstream == "10.0.0.1:5432");
+    CHECK(topology.nodes[1].streaming);
+    CHECK(topology.nodes[1].wal_receiver == "streaming");
+    CHECK(topology.nodes[2].upstream.empty());
+    CHECK_FALSE(topology.nodes[2].streaming);
+}
+
+TEST_CASE("the primary's sync states are shown on each standby and kept while the primary does not answer") {
+    ClusterState state(test_settings(), three_nodes());
+    auto topology = apply(state, {primary_with_senders(100, {{"pg2", "quorum", 90}, {"pg3", "async", 80}}),
+                                  standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK(topology.nodes[1].sync_state == "quorum");
+    CHECK(topology.nodes[1].primary_seen_flush_lsn == 90);
+    CHECK(topology.nodes[2].sync_state == "async");
+    CHECK(topology.nodes[0].sync_state.empty());
+
+    for (int i = 0; i < 3; ++i) topology = apply(state, {failed(), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.nodes[1].sync_state == "quorum");
+    CHECK(topology.nodes[2].sync_state == "async");
+
+    // A standby the primary no longer lists loses its sync state after failures_before_down
+    // answers in a row, not at once: a primary being killed may answer once without senders.
+    for (int i = 0; i < 2; ++i) {
+        topology = apply(state, {primary_with_senders(100, {{"pg2", "quorum", 100}}), standby(1, 100, 100),
+                                 standby(1, 100, 100)});
+        CHECK(topology.nodes[2].sync_state == "async");
+        CHECK(topology.nodes[2].primary_seen_flush_lsn == 80);
+    }
+    topology = apply(state, {primary_with_senders(100, {{"pg2", "quorum", 100}}), standby(1, 100, 100),
+                             standby(1, 100, 100)});
+    CHECK(topology.nodes[2].sync_state.empty());
+    CHECK(topology.nodes[2].primary_seen_flush_lsn == 0);
+    CHECK(topology.nodes[1].primary_seen_flush_lsn == 100);
+}
+
+TEST_CASE("a primary replaced by a promoted standby stays fenced even as the only node claiming primary") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    for (int i = 0; i < 3; ++i) apply(state, {failed(), standby(1, 100, 100), standby(1, 100, 100)});
+    auto topology = apply(state, {failed(), primary(2, 120), standby(2, 120, 120)});
+    REQUIRE(topology.primary == 1u);
+    CHECK(topology.nodes[0].fenced);
+
+    // The new primary goes down; the old one comes back still claiming primary.
+    for (int i = 0; i < 3; ++i) topology = apply(state, {primary(1, 100), failed(), standby(2, 120, 120)});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.nodes[0].up);
+    CHECK(topology.nodes[0].fenced);
+}
+
+TEST_CASE("a primary replaced by a higher timeline while still up stays fenced after the new one goes down") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    auto topology = apply(state, {primary(1, 100), primary(2, 120), standby(2, 120, 120)});
+    REQUIRE(topology.primary == 1u);
+    for (int i = 0; i < 3; ++i) topology = apply(state, {primary(1, 100), failed(), standby(2, 120, 120)});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.nodes[0].fenced);
+    CHECK_FALSE(topology.split_brain);
+}
+
+TEST_CASE("a fenced old primary is released only once it reports in recovery") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    auto topology = apply(state, {primary(1, 100), primary(2, 120), standby(2, 120, 120)});
+    REQUIRE(topology.nodes[0].fenced);
+    topology = apply(state, {standby(2, 120, 120), primary(2, 130), standby(2, 130, 130)});
+    CHECK_FALSE(topology.nodes[0].fenced);
+    CHECK(topology.nodes[0].routable_standby());
+
+    // Rejoined, it may be promoted and elected again later.
+    for (int i = 0; i < 3; ++i) apply(state, {standby(2, 130, 130), failed(), standby(2, 130, 130)});
+    topology = apply(state, {primary(3, 140), failed(), standby(3, 140, 140)});
+    REQUIRE(topology.primary == 0u);
+    CHECK_FALSE(topology.nodes[0].fenced);
+    CHECK(topology.nodes[1].fenced);
+}
+
+TEST_CASE("a node fenced by the failover manager is not elected while it claims primary") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    state.fence(0, "pglane promotes pg2");
+    auto topology = state.snapshot();
+    CHECK(topology.nodes[0].fenced);
+    topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK_FALSE(topology.primary);
+    CHECK(topology.nodes[0].fenced);
+    topology = apply(state, {primary(1, 100), primary(2, 110), standby(1, 100, 100)});
+    CHECK(topology.primary == 1u);
+}
+
+TEST_CASE("the same primary coming back after an outage is not fenced") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    for (int i = 0; i < 3; ++i) apply(state, {failed(), standby(1, 100, 100), standby(1, 100, 100)});
+    const auto topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK(topology.primary == 0u);
+    CHECK_FALSE(topology.nodes[0].fenced);
+}
+
+TEST_CASE("failover attempts are counted in the snapshot") {
+    ClusterState state(test_settings(), three_nodes());
+    state.record_failover(false, "promoting pg2 failed: timeout");
+    state.record_failover(true, "promoted pg2");
+    const auto topology = state.snapshot();
+    CHECK(topology.failovers == 1);
+    CHECK(topology.failover_failures == 1);
+    CHECK(topology.last_failover == "promoted pg2");
+    CHECK(topology.version == 1);
+}

@@ -9,11 +9,17 @@ using namespace pglane::health;
 namespace {
 
 ProbeRow primary_row() {
-    return {"f", "1/2A000060", std::nullopt, std::nullopt, std::nullopt, std::nullopt, "3"};
+    return {"f", "1/2A000060", std::nullopt, std::nullopt, std::nullopt, std::nullopt, "3",
+            std::nullopt, std::nullopt, std::nullopt, "n1\tquorum\t1/2A000060\nn2\tquorum\t1/29000000"};
 }
 
 ProbeRow standby_row() {
-    return {"t", std::nullopt, "0/3000148", "0/3000100", "1.25", "f", "2"};
+    return {"t", std::nullopt, "0/3000148", "0/3000100", "1.25", "f", "2",
+            "streaming", "10.0.0.1", "5432", std::nullopt};
+}
+
+void set(ProbeRow& row, ProbeColumn which, std::optional<std::string> value) {
+    row[static_cast<std::size_t>(which)] = std::move(value);
 }
 
 }  // namespace
@@ -61,6 +67,75 @@ TEST_CASE("a standby's row gives its receive and replay positions and replay lag
     CHECK(*observation.replay_lag_seconds == Approx(1.25));
     CHECK_FALSE(observation.replay_paused);
     CHECK(observation.timeline == 2);
+}
+
+TEST_CASE("a standby's row gives its WAL receiver's status and upstream") {
+    const Observation observation = parse_probe_row(standby_row());
+    REQUIRE(observation.ok);
+    CHECK(observation.wal_receiver_status == "streaming");
+    CHECK(observation.sender_host == "10.0.0.1");
+    CHECK(observation.sender_port == 5432);
+    CHECK(observation.replication.empty());
+}
+
+TEST_CASE("a standby without a WAL receiver has no status and no upstream") {
+    ProbeRow row = standby_row();
+    set(row, ProbeColumn::wal_receiver_status, std::nullopt);
+    set(row, ProbeColumn::sender_host, std::nullopt);
+    set(row, ProbeColumn::sender_port, std::nullopt);
+    const Observation observation = parse_probe_row(row);
+    REQUIRE(observation.ok);
+    CHECK(observation.wal_receiver_status.empty());
+    CHECK(observation.sender_host.empty());
+    CHECK(observation.sender_port == 0);
+}
+
+TEST_CASE("a primary's row lists its WAL senders with sync state and flush position") {
+    const Observation observation = parse_probe_row(primary_row());
+    REQUIRE(observation.ok);
+    REQUIRE(observation.replication.size() == 2);
+    CHECK(observation.replication[0] == ReplicationPeer{"n1", "quorum", 0x12A000060u});
+    CHECK(observation.replication[1] == ReplicationPeer{"n2", "quorum", 0x129000000u});
+}
+
+TEST_CASE("a primary without WAL senders has an empty list") {
+    ProbeRow row = primary_row();
+    set(row, ProbeColumn::replication, std::nullopt);
+    const Observation observation = parse_probe_row(row);
+    REQUIRE(observation.ok);
+    CHECK(observation.replication.empty());
+}
+
+TEST_CASE("the replication list: a sender that flushed nothing yet reads as 0") {
+    const auto peers = parse_replication("pg_basebackup_n1\tasync\t\nn2\tpotential\t0/5");
+    REQUIRE(peers);
+    REQUIRE(peers->size() == 2);
+    CHECK(peers->at(0).application_name == "pg_basebackup_n1");
+    CHECK(peers->at(0).flush_lsn == 0);
+    CHECK(peers->at(1) == ReplicationPeer{"n2", "potential", 5});
+}
+
+TEST_CASE("a malformed replication list is rejected") {
+    CHECK_FALSE(parse_replication("n1"));
+    CHECK_FALSE(parse_replication("n1\tsync"));
+    CHECK_FALSE(parse_replication("n1\tsync\t0/1\textra"));
+    CHECK_FALSE(parse_replication("n1\tsync\tgarbage"));
+    ProbeRow row = primary_row();
+    set(row, ProbeColumn::replication, "n1 sync 0/1");
+    CHECK_FALSE(parse_probe_row(row).ok);
+}
+
+TEST_CASE("a bad sender port is a failed observation") {
+    ProbeRow row = standby_row();
+    set(row, ProbeColumn::sender_port, "70000");
+    CHECK_FALSE(parse_probe_row(row).ok);
+}
+
+TEST_CASE("the probe SQL asks for the WAL receiver and the WAL senders in its one row") {
+    const std::string_view sql = probe_sql();
+    CHECK(sql.find("pg_stat_wal_receiver") != std::string_view::npos);
+    CHECK(sql.find("pg_stat_replication") != std::string_view::npos);
+    CHECK(sql.find("string_agg") != std::string_view::npos);
 }
 
 TEST_CASE("a standby with paused replay and nothing replayed yet parses") {
