@@ -30,6 +30,8 @@ std::string describe_peer(const tcp::socket& socket) {
     return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
 }
 
+constexpr std::size_t max_held_unit_bytes = 1024 * 1024;
+
 std::string quote_identifier(std::string_view name) {
     std::string out = "\"";
     for (char c : name) {
@@ -208,12 +210,24 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
             co_return Disconnect{std::string(connection_failure), routing::describe_unavailable(*topology, false), "no_node"};
         }
     } else {
-        auto primary = co_await primary_server();
-        if (auto* why = std::get_if<Disconnect>(&primary)) {
-            why->ends_session = true;  // no session yet to go on with
-            co_return *why;
+        // The greeting comes from the primary when it answers now; during a failover an auto
+        // session starts on a standby instead (its reads work at once; its first write waits
+        // for the new primary), and a rw session waits for the primary.
+        auto primary = co_await primary_server(false);
+        if (auto* server = std::get_if<ServerConnection*>(&primary)) first = *server;
+        if (!first && kind_ == ListenerKind::auto_ && std::get<Disconnect>(primary).ends_session == false) {
+            const routing::RouteDecision any_standby{routing::Destination::standby, "greeting", routing::RouteReason::port};
+            first = co_await choose_standby(any_standby);
         }
-        first = std::get<ServerConnection*>(primary);
+        if (!first && std::get<Disconnect>(primary).ends_session == false) {
+            primary = co_await primary_server(true);
+            if (auto* server = std::get_if<ServerConnection*>(&primary)) first = *server;
+        }
+        if (!first) {
+            Disconnect why = std::get<Disconnect>(primary);
+            why.ends_session = true;  // no session yet to go on with
+            co_return why;
+        }
     }
     co_return co_await greet(*first);
 }
@@ -272,6 +286,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             client_in_.consume(frame.size);
             if (unit.complete || unit.terminate) co_return std::nullopt;
             if (frame.tag == 'H') co_return std::nullopt;  // Flush: the client waits for results now
+            // A unit is held until Sync only up to a bound; past it, it goes to the primary
+            // and the rest streams after it (a client that never syncs costs no memory).
+            if (unit.bytes.size() > max_held_unit_bytes) co_return std::nullopt;
         }
         client_in_.compact();
         // Wait for the client, or for the session to be fenced while it is idle. A LISTENing
@@ -345,6 +362,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             if (!sql) return malformed("Query");
             unit.simple = true;
             unit.complete = true;
+            const std::size_t first_new = unit.statements.size();
             const routing::Classification& c = classify(*sql);
             if (!c.prepare_name.empty()) unit.sql_prepares.push_back(c.prepare_name);
             if (!c.execute_name.empty()) {
@@ -362,6 +380,8 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             } else {
                 unit.statements.push_back(c);
             }
+            unit.executed.insert(unit.executed.end(), unit.statements.begin() + static_cast<std::ptrdiff_t>(first_new),
+                                 unit.statements.end());
             if (c.session_state) unit.session_sql.emplace_back(*sql);
             return std::nullopt;
         }
@@ -371,11 +391,12 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             const routing::Classification& c = classify(parse->query);
             PreparedStatement& statement = statements_[std::string(parse->statement)];
             statement.definition.assign(protocol::as_text(raw));
+            statement.query.assign(parse->query);
             statement.version = next_version_++;
             statement.classification = c;
             unit.parses.emplace_back(parse->statement);
-            unit.statements.push_back(c);
-            if (c.session_state) unit.session_sql.emplace_back(parse->query);
+            unit.statements.push_back(c);   // routes the unit; it runs (and SETs count) when Bound
+            unit.reply_order.push_back('P');
             return std::nullopt;
         }
         case 'B':
@@ -394,9 +415,13 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             bool parsed_here = std::find(unit.parses.begin(), unit.parses.end(), name) != unit.parses.end();
             if (!parsed_here) unit.needs_statement.emplace_back(name);
             auto it = statements_.find(std::string(name));
-            if (tag == 'B')
+            if (tag == 'B') {
                 unit.statements.push_back(it != statements_.end() ? it->second.classification
                                                                   : unknown_statement("Bind of an unknown statement"));
+                unit.executed.push_back(unit.statements.back());
+                if (it != statements_.end() && it->second.classification.session_state)
+                    unit.session_sql.push_back(it->second.query);
+            }
             return std::nullopt;
         }
         case 'C': {
@@ -406,6 +431,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 statements_.erase(std::string(close->name));
                 unit.closes.emplace_back(close->name);
             }
+            unit.reply_order.push_back('C');  // portal or statement: both answer CloseComplete
             return std::nullopt;
         }
         case 'S':
@@ -413,6 +439,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             return std::nullopt;
         case 'F':
             unit.statements.push_back(unknown_statement("function call message"));
+            unit.executed.push_back(unit.statements.back());
             unit.complete = true;
             return std::nullopt;
         case 'X':
@@ -443,7 +470,7 @@ asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
 asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
     // A statement PREPAREd through pglane lives on whichever nodes ran it: DEALLOCATE it on
     // each of them. Unknown names go to a server, which answers 26000 as it should.
-    if (!unit.simple || unit.statements.size() != 1) co_return false;
+    if (!unit.simple || unit.statements.size() != 1 || status_ == protocol::TransactionStatus::failed) co_return false;
     const routing::Classification& c = unit.statements.front();
     if (c.statement_count != 1 || (c.deallocate_name.empty() && !c.deallocate_all)) co_return false;
     if (!c.deallocate_all && !sql_statements_.contains(c.deallocate_name)) co_return false;
@@ -467,7 +494,8 @@ asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
 }
 
 asio::awaitable<bool> AutoSession::answer_pglane_setting(const Unit& unit) {
-    if (!unit.simple || unit.statements.size() != 1) co_return false;
+    // In a failed transaction the server answers (25P02), as it would to any SET.
+    if (!unit.simple || unit.statements.size() != 1 || status_ == protocol::TransactionStatus::failed) co_return false;
     const routing::Classification& c = unit.statements.front();
     if (!c.pglane_setting_name || c.statement_count != 1) co_return false;
     std::string out;

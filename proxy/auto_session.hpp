@@ -12,6 +12,7 @@
 
 #include <boost/asio.hpp>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@ namespace pglane::proxy {
 /// prepared again on another node. `version` tells which nodes hold this very definition.
 struct PreparedStatement {
     std::string definition;   // the raw Parse message, or the PREPARE statement's SQL
+    std::string query;        // the statement's SQL (a SET is replayed from it when executed)
     std::uint64_t version = 0;
     routing::Classification classification;
 };
@@ -32,7 +34,9 @@ struct PreparedStatement {
 /// One unit of client messages, routed as a whole.
 struct Unit {
     std::string bytes;                                  // client messages as received
-    std::vector<routing::Classification> statements;
+    std::vector<routing::Classification> statements;   // everything that decides the route
+    std::vector<routing::Classification> executed;     // what runs: Queries and Bound statements
+    std::vector<char> reply_order;                      // 'P' and 'C' (statement) messages, in order
     std::vector<std::string> needs_statement;           // Bind/Describe names not Parsed in this unit
     std::vector<std::string> parses;                    // names this unit Parses
     std::vector<std::string> closes;                    // statement names this unit Closes
@@ -85,6 +89,7 @@ private:
     asio::awaitable<std::variant<Outcome, Disconnect>> execute(Unit& unit, ServerConnection& server, bool may_retry);
     asio::awaitable<bool> prepare_sql_statements(const Unit& unit, ServerConnection& server);
     [[nodiscard]] std::string injections(const Unit& unit, ServerConnection& server);
+    void expect_replies(const Unit& unit);
     void after_unit(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before);
     void remember_settings(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before);
     void remember_sql_statements(const Unit& unit, ServerConnection& server);
@@ -121,8 +126,11 @@ private:
     std::vector<std::string> pending_settings_;  // SETs inside the open transaction: kept only if it commits
     std::string deferred_begin_;                 // a BEGIN answered by pglane, sent with the next unit
     int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
-    int swallow_parse_complete_ = 0;             // answers to Parse/Close messages pglane injected
-    int swallow_close_complete_ = 0;
+    /// Parse and Close messages sent in the running unit, in order, true when pglane injected
+    /// them: their ParseComplete/CloseComplete answers arrive in the same order.
+    std::deque<bool> parse_replies_;
+    std::deque<bool> close_replies_;
+    bool savepoint_in_transaction_ = false;
     bool unit_failed_ = false;
     std::uint64_t next_version_ = 1;
     int max_lag_ms_ = -1;

@@ -20,7 +20,10 @@ using protocol::sqlstate::connection_failure;
 
 asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::ready_server(std::size_t node) {
     auto& slot = servers_.at(node);
-    if (slot && slot->broken()) {
+    // A connection idle since its last unit may have died meanwhile (server restarted or
+    // failed over): find out before sending, so the unit goes to a fresh connection instead
+    // of failing.
+    if (slot && (slot->broken() || !slot->usable_after_idle())) {
         services_.counters.add(node, NodeCounter::server_connections_active, -1);
         slot.reset();
     }
@@ -55,27 +58,41 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
 }
 
 asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primary_server(bool wait) {
-    // Not a ?: around co_await: GCC 12 mishandles temporaries there.
-    health::TopologyPtr topology = services_.topology();
-    if (wait) topology = co_await await_primary(services_);
-    auto primary = routing::choose_primary(*topology);
-    if (!primary) {
-        services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
-        co_return Disconnect::unit_error(connection_failure, routing::describe_unavailable(*topology, true), "no_primary");
+    // The elected primary may be dead before the health checker has noticed (the gap between
+    // a crash and failures_before_down probes): a refused connection then waits for the
+    // topology to move on, like a missing primary, within failover.hold_ms.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(services_.config.health.failover.hold_ms);
+    asio::steady_timer pause(client_.get_executor());
+    for (;;) {
+        // Not a ?: around co_await: GCC 12 mishandles temporaries there.
+        health::TopologyPtr topology = services_.topology();
+        if (wait) topology = co_await await_primary(services_);
+        auto primary = routing::choose_primary(*topology);
+        if (!primary) {
+            services_.counters.add(kind_, ListenerCounter::client_unrouted_total);
+            co_return Disconnect::unit_error(connection_failure, routing::describe_unavailable(*topology, true),
+                                             "no_primary");
+        }
+        if (primary_node_ && primary_node_ != primary) follow_new_primary();
+        auto ready = co_await ready_server(*primary);
+        if (auto* server = std::get_if<ServerConnection*>(&ready)) {
+            if (!primary_node_) {
+                primary_node_ = primary;
+                primary_term_ = topology->primary_term;
+            }
+            co_return *server;
+        }
+        const ServerFailure& failure = std::get<ServerFailure>(ready);
+        bool lost = failure.sqlstate.starts_with("08");
+        if (!lost || !wait || std::chrono::steady_clock::now() >= deadline) {
+            // An authoritative refusal (no such database, role not allowed...) is the client's answer.
+            co_return Disconnect{failure.sqlstate, failure.message, lost ? "primary_unreachable" : "server_refused_login",
+                                 !lost};
+        }
+        services_.probe_now();
+        pause.expires_after(std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (primary_node_ && primary_node_ != primary) follow_new_primary();
-    auto ready = co_await ready_server(*primary);
-    if (auto* failure = std::get_if<ServerFailure>(&ready)) {
-        // An authoritative refusal (no such database, role not allowed...) is the client's answer.
-        bool lost = failure->sqlstate.starts_with("08");
-        co_return Disconnect{failure->sqlstate, failure->message, lost ? "primary_unreachable" : "server_refused_login",
-                             !lost};
-    }
-    if (!primary_node_) {
-        primary_node_ = primary;
-        primary_term_ = topology->primary_term;
-    }
-    co_return std::get<ServerConnection*>(ready);
 }
 
 void AutoSession::follow_new_primary() {
@@ -148,9 +165,11 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         bool read_only = !unit.statements.empty() &&
                          unit.statements.front().transaction == routing::TransactionControl::set_transaction_read_only;
         if (read_only) {
-            const routing::RouteDecision any_standby{routing::Destination::standby, "SET TRANSACTION READ ONLY",
-                                                     routing::RouteReason::transaction};
-            if (ServerConnection* standby = co_await choose_standby(any_standby)) co_return standby;
+            const routing::RouteDecision decision = router_.read_only_transaction("SET TRANSACTION READ ONLY");
+            if (decision.destination == routing::Destination::standby) {
+                ServerConnection* standby = co_await choose_standby(decision);
+                if (standby) co_return standby;
+            }
         }
         co_return co_await primary_server();
     }
@@ -176,6 +195,13 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         co_return Disconnect::unit_error(connection_failure, "pglane: no standby is available", "standby_lost");
     }
     if (kind_ == ListenerKind::rw) co_return co_await primary_server();
+    if (!unit.complete) {
+        // The client waits for results before the rest of this unit (Flush) or the unit is
+        // too large to hold: what follows up to Sync is not known yet, so only the primary
+        // can be right for it.
+        last_reason_ = routing::RouteReason::write;
+        co_return co_await primary_server();
+    }
     std::vector<const routing::Classification*> statements;
     bool calls_functions = false;
     for (const auto& c : unit.statements) {

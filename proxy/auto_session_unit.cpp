@@ -58,6 +58,11 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::fail_unit(Unit& unit, co
     if (why.ends_session) co_return why;
     services_.counters.add(kind_, ListenerCounter::unit_errors_total);
     log::info("unit_failed", {{"session", id_}, {"reason", why.reason}, {"message", why.message}});
+    if (!deferred_begin_.empty()) {
+        // The BEGIN pglane answered never reached a server: no transaction exists anywhere.
+        deferred_begin_.clear();
+        status_ = protocol::TransactionStatus::idle;
+    }
     if (why.reason == "transaction_server_lost" || why.reason == "server_lost") {
         // The transaction died with its connection: the session is outside any transaction now.
         status_ = protocol::TransactionStatus::idle;
@@ -140,7 +145,7 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
         if (name.empty() || !server.statements.contains(std::string(name))) return;
         if (std::find(closed.begin(), closed.end(), name) != closed.end()) return;
         protocol::MessageWriter(out, 'C').u8('S').cstring(name);
-        ++swallow_close_complete_;
+        close_replies_.push_back(true);
         closed.push_back(name);
     };
     std::vector<std::string_view> injected;
@@ -152,11 +157,15 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
         if (std::find(injected.begin(), injected.end(), name) != injected.end()) continue;
         close(name);
         out += it->second.definition;
-        ++swallow_parse_complete_;
+        parse_replies_.push_back(true);
         injected.push_back(name);
     }
     for (const std::string& name : unit.parses) close(name);
     return out;
+}
+
+void AutoSession::expect_replies(const Unit& unit) {
+    for (char tag : unit.reply_order) (tag == 'P' ? parse_replies_ : close_replies_).push_back(false);
 }
 
 void AutoSession::track_sent(const Unit& unit, ServerConnection& server) {
@@ -171,7 +180,8 @@ void AutoSession::track_sent(const Unit& unit, ServerConnection& server) {
 
 asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::execute(Unit& unit, ServerConnection& server,
                                                                                      bool may_retry) {
-    swallow_parse_complete_ = swallow_close_complete_ = 0;
+    parse_replies_.clear();
+    close_replies_.clear();
     unit_failed_ = false;
     protocol::TransactionStatus before = status_;
     if (!co_await prepare_sql_statements(unit, server)) {
@@ -179,6 +189,9 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         co_return server_lost(server);
     }
     point_cancel_at(server);
+    if (std::string pending = server.take_pending_async(); !pending.empty()) {
+        if (!co_await write_client(pending)) co_return Disconnect::quiet("client_disconnected");
+    }
     std::string out;
     if (!deferred_begin_.empty()) {
         out = std::move(deferred_begin_);
@@ -188,6 +201,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     }
     out += injections(unit, server);
     out += unit.bytes;
+    expect_replies(unit);
     track_sent(unit, server);
     if (!co_await server.write(out)) {
         if (may_retry) co_return Outcome::retry_on_primary;
@@ -231,9 +245,12 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                                    std::string_view("12tTnS").find(step.frame.tag) != std::string_view::npos;
                 bool refusal = step.kind == protocol::RelayCursor::Kind::message && step.frame.tag == 'E';
                 if (description) {
-                    bool injected_answer = (step.frame.tag == '1' && swallow_parse_complete_ > 0);
+                    bool injected_answer = false;
+                    if (step.frame.tag == '1' && !parse_replies_.empty()) {
+                        injected_answer = parse_replies_.front();
+                        parse_replies_.pop_front();
+                    }
                     if (!injected_answer) held.append(protocol::as_text(in.unread().first(step.bytes)));
-                    else --swallow_parse_complete_;
                     if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
                     in.consume(step.bytes);
                     span_start = in.begin();
@@ -248,12 +265,12 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             }
             if (step.kind == protocol::RelayCursor::Kind::message) {
                 char tag = step.frame.tag;
-                if (tag == '1' && swallow_parse_complete_ > 0) {
-                    --swallow_parse_complete_;
-                    swallow = true;
-                } else if (tag == '3' && swallow_close_complete_ > 0) {
-                    --swallow_close_complete_;
-                    swallow = true;
+                if (tag == '1' && !parse_replies_.empty()) {
+                    swallow = swallow || parse_replies_.front();
+                    parse_replies_.pop_front();
+                } else if (tag == '3' && !close_replies_.empty()) {
+                    swallow = swallow || close_replies_.front();
+                    close_replies_.pop_front();
                 } else if (tag == 'E') {
                     unit_failed_ = true;
                     auto fields = protocol::read_error_fields(step.frame.body);
@@ -270,7 +287,9 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 } else if (tag == 'Z') {
                     if (auto status = protocol::read_ready_for_query(step.frame.body)) status_ = *status;
                     done = unit.complete;
-                    swallow_parse_complete_ = swallow_close_complete_ = 0;
+                    // After an error the server skipped to Sync: no more answers are coming.
+                    parse_replies_.clear();
+                    close_replies_.clear();
                 }
             }
             if (swallow) {
@@ -342,7 +361,12 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
         protocol::Bytes raw = client_in_.unread().first(frame.size);
         if (copy_in) {
             out.append(protocol::as_text(raw));
-            if (frame.tag == 'c' || frame.tag == 'f') copy_in = false;
+            if (frame.tag == 'c' || frame.tag == 'f') {
+                copy_in = false;
+                // A COPY started by the extended protocol ends at the client's next Sync
+                // (the server ignored the one sent with the Execute).
+                if (!unit.simple) unit.complete = false;
+            }
         } else {
             Unit more;
             if (auto stop = take_client_message(more, frame.tag, frame.body, raw)) co_return stop;
@@ -352,8 +376,10 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
             }
             out += injections(more, server);
             out += more.bytes;
+            expect_replies(more);
             track_sent(more, server);
             for (auto& c : more.statements) unit.statements.push_back(std::move(c));
+            for (auto& c : more.executed) unit.executed.push_back(std::move(c));
             for (auto& s : more.session_sql) unit.session_sql.push_back(std::move(s));
             unit.complete = unit.complete || more.complete;
         }
@@ -368,7 +394,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
 
 void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before) {
     std::vector<const routing::Classification*> statements;
-    for (const auto& c : unit.statements) statements.push_back(&c);
+    for (const auto& c : unit.executed) statements.push_back(&c);
     router_.completed(statements, server.node() == elected_primary());
     transaction_node_ = status_ != protocol::TransactionStatus::idle ? std::optional(server.node()) : std::nullopt;
     remember_settings(unit, server, before);
@@ -380,7 +406,7 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
 }
 
 void AutoSession::remember_settings(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before) {
-    bool discard_all = std::any_of(unit.statements.begin(), unit.statements.end(),
+    bool discard_all = std::any_of(unit.executed.begin(), unit.executed.end(),
                                    [](const routing::Classification& c) { return c.discard_all; });
     if (discard_all && !unit_failed_) {
         settings_.clear();
@@ -396,8 +422,12 @@ void AutoSession::remember_settings(const Unit& unit, ServerConnection& server, 
         return;
     }
     bool in_transaction = status_ != protocol::TransactionStatus::idle;
+    if (in_transaction && std::any_of(unit.executed.begin(), unit.executed.end(), [](const routing::Classification& c) {
+            return c.transaction == routing::TransactionControl::savepoint;
+        }))
+        savepoint_in_transaction_ = true;
     if (!unit.session_sql.empty() && !unit_failed_) {
-        bool only_settings = std::all_of(unit.statements.begin(), unit.statements.end(), [](const routing::Classification& c) {
+        bool only_settings = std::all_of(unit.executed.begin(), unit.executed.end(), [](const routing::Classification& c) {
             return c.session_state || (c.parsed && c.read_only && c.functions.empty());
         });
         // A SET sharing a Query string with a write cannot be replayed without the write.
@@ -409,15 +439,22 @@ void AutoSession::remember_settings(const Unit& unit, ServerConnection& server, 
     if (!in_transaction && !pending_settings_.empty()) {
         // The transaction ended: its SETs stand only if it committed.
         bool committed = !unit_failed_ && before == protocol::TransactionStatus::in_transaction &&
-                         std::any_of(unit.statements.begin(), unit.statements.end(), [](const routing::Classification& c) {
+                         std::any_of(unit.executed.begin(), unit.executed.end(), [](const routing::Classification& c) {
                              return c.transaction == routing::TransactionControl::commit;
                          });
+        // A ROLLBACK TO SAVEPOINT may have undone some of them: pglane does not model
+        // savepoints, so such a session keeps its SETs on the primary only.
+        if (committed && savepoint_in_transaction_) {
+            committed = false;
+            router_.pin(routing::PinReason::other);
+        }
         if (committed) {
             settings_.insert(settings_.end(), pending_settings_.begin(), pending_settings_.end());
             server.settings_applied = settings_.size();
         }
         pending_settings_.clear();
     }
+    if (!in_transaction) savepoint_in_transaction_ = false;
     if (settings_.size() > max_replayed_settings) router_.pin(routing::PinReason::other);
 }
 

@@ -104,9 +104,7 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
         bool cancel_handled = false;
         if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
         if (cancel_handled) co_return Disconnect::quiet("cancel_request");
-        health::TopologyPtr topology = services_.topology();
-        if (kind_ == ListenerKind::rw) topology = co_await await_primary(services_);
-        if (auto why = co_await connect_to_node(*topology)) co_return why;
+        if (auto why = co_await connect_with_hold()) co_return why;
         if (!co_await write_all(server_, startup_packet)) {
             co_return Disconnect{std::string(connection_failure),
                                  fmt::format("pglane: could not send the startup packet to {}", node_name()),
@@ -128,6 +126,22 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::read_startup_packet(st
     if (startup.stop) co_return startup.stop;
     startup_packet = std::move(startup.raw);
     co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<Disconnect>> ClientSession::connect_with_hold() {
+    if (kind_ != ListenerKind::rw) co_return co_await connect_to_node(*services_.topology());
+    // A rw session waits for a primary (failover.hold_ms), also when the elected one refuses
+    // connections before the health checker has noticed it is gone.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(services_.config.health.failover.hold_ms);
+    asio::steady_timer pause(client_.get_executor());
+    for (;;) {
+        health::TopologyPtr topology = co_await await_primary(services_);
+        std::optional<Disconnect> why = co_await connect_to_node(*topology);
+        if (!why || why->reason != "server_connect_failed" || std::chrono::steady_clock::now() >= deadline) co_return why;
+        services_.probe_now();
+        pause.expires_after(std::chrono::milliseconds(50));
+        co_await pause.async_wait(use_nothrow);
+    }
 }
 
 asio::awaitable<std::optional<Disconnect>> ClientSession::connect_to_node(const health::Topology& topology) {

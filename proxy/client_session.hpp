@@ -55,6 +55,7 @@ struct Disconnect {
 struct SessionServices {
     const Config& config;
     std::function<health::TopologyPtr()> topology;
+    std::function<void()> probe_now;               // asks the health checker for a round now
     CancelRegistry& cancels;
     Counters& counters;
     std::atomic<std::uint64_t>& read_only_turn;   // shared by all workers: one rotation
@@ -93,6 +94,7 @@ public:
 private:
     asio::awaitable<std::optional<Disconnect>> startup();
     asio::awaitable<std::optional<Disconnect>> read_startup_packet(std::string& startup_packet, bool& cancel_handled);
+    asio::awaitable<std::optional<Disconnect>> connect_with_hold();
     asio::awaitable<std::optional<Disconnect>> connect_to_node(const health::Topology& topology);
     asio::awaitable<bool> open_server_connection(const health::NodeStatus& node);
     asio::awaitable<std::optional<Disconnect>> relay_authentication();

@@ -77,8 +77,9 @@ int run_server(const Config& config) {
     std::vector<std::unique_ptr<Worker>> workers;
     int count = worker_count(config);
     for (int i = 0; i < count; ++i) {
-        auto worker = std::make_unique<Worker>(config, [&health] { return health.topology(); }, cancels, read_only_turn,
-                                               secrets.get(), catalogs);
+        auto worker = std::make_unique<Worker>(
+            config, [&health] { return health.topology(); }, [&health] { health.probe_now(); }, cancels, read_only_turn,
+            secrets.get(), catalogs);
         for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
         }

@@ -6,6 +6,10 @@
 
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 namespace pglane::proxy {
 
 using protocol::sqlstate::connection_failure;
@@ -74,6 +78,40 @@ asio::awaitable<bool> ServerConnection::write(std::string_view bytes) {
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_nothrow);
     if (ec) mark_broken();
     co_return !ec;
+}
+
+bool ServerConnection::usable_after_idle() {
+    if (broken_) return false;
+    for (;;) {
+        auto space = in_.free_space();
+        if (space.empty()) {
+            in_.compact();
+            space = in_.free_space();
+            if (space.empty()) return false;
+        }
+        ssize_t n = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+        if (n == 0) {
+            mark_broken();
+            return false;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            mark_broken();
+            return false;
+        }
+        in_.commit(static_cast<std::size_t>(n));
+    }
+    for (;;) {
+        protocol::Frame frame = protocol::frame_message(in_.unread(), limits_.max_message_bytes);
+        if (frame.status == protocol::FrameStatus::need_more) return true;
+        if (frame.status == protocol::FrameStatus::malformed || (frame.tag != 'A' && frame.tag != 'N' && frame.tag != 'S')) {
+            mark_broken();
+            return false;
+        }
+        if (frame.tag != 'S') pending_async_.append(protocol::as_text(in_.unread().first(frame.size)));
+        in_.consume(frame.size);
+    }
 }
 
 asio::awaitable<bool> ServerConnection::read_more() {
@@ -227,6 +265,9 @@ asio::awaitable<std::optional<ServerFailure>> ServerConnection::answer_sasl(prot
 
 asio::awaitable<HiddenResult> ServerConnection::hidden_query(std::string_view sql) {
     HiddenResult result;
+    // Any simple Query destroys the unnamed prepared statement: the client's must be
+    // prepared again before its next Bind here.
+    statements.erase("");
     std::string out;
     protocol::append_query(out, sql);
     if (!co_await write(out)) co_return result;
@@ -245,6 +286,10 @@ asio::awaitable<HiddenResult> ServerConnection::hidden_query(std::string_view sq
             case 'S':
                 if (auto status = protocol::read_parameter_status(frame->body))
                     parameters_[std::string(status->first)] = std::string(status->second);
+                break;
+            case 'A':
+            case 'N':
+                pending_async_.append(protocol::as_text(in_.unread().first(frame->size)));
                 break;
             default:
                 break;

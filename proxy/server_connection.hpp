@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace pglane::proxy {
@@ -62,6 +63,16 @@ public:
 
     [[nodiscard]] asio::awaitable<bool> write(std::string_view bytes);
 
+    /// Whether a connection idle between units can still be used: false when the server
+    /// closed it or said something other than an asynchronous message (a FATAL before
+    /// closing, for instance). Asynchronous messages are kept in pending_async().
+    [[nodiscard]] bool usable_after_idle();
+
+    /// NotificationResponse/NoticeResponse messages that arrived while pglane ran its own
+    /// statements or while the connection sat idle: the client gets them with its next
+    /// results.
+    [[nodiscard]] std::string take_pending_async() { return std::exchange(pending_async_, {}); }
+
     /// Reads more bytes into `in()`; false when the connection broke.
     [[nodiscard]] asio::awaitable<bool> read_more();
 
@@ -100,6 +111,7 @@ private:
     std::map<std::string, std::string> parameters_;
     protocol::BackendKey backend_key_;
     bool broken_ = false;
+    std::string pending_async_;
 };
 
 }  // namespace pglane::proxy

@@ -12,11 +12,12 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 }  // namespace
 
-Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
-               std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets, FunctionCatalogs& catalogs)
+Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
+               CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
+               FunctionCatalogs& catalogs)
     : counters_(config.nodes.size()),
-      services_{config, std::move(topology), cancels, counters_, read_only_turn, registry_, secrets, classifications_,
-                catalogs} {}
+      services_{config,    std::move(topology), std::move(probe_now), cancels,  counters_, read_only_turn,
+                registry_, secrets,             classifications_,     catalogs} {}
 
 Worker::~Worker() {
     io_.stop();

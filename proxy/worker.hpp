@@ -15,8 +15,9 @@ namespace pglane::proxy {
 /// Owns one io_context and everything on it. Other threads reach it only through post().
 class Worker {
 public:
-    Worker(const Config& config, std::function<health::TopologyPtr()> topology, CancelRegistry& cancels,
-           std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets, FunctionCatalogs& catalogs);
+    Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
+           CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
+           FunctionCatalogs& catalogs);
     ~Worker();
 
     /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.

@@ -99,7 +99,7 @@ RouteDecision SessionRouter::route(std::span<const Classification* const> unit, 
     }
     if (auto decision = explicit_route(first, unit)) return *decision;
     if (first.transaction == TransactionControl::begin_read_only && unit.size() == 1)
-        return {Destination::standby, "BEGIN READ ONLY", RouteReason::transaction};
+        return read_only_transaction("BEGIN READ ONLY");
     for (const Classification* c : unit) {
         if (c->transaction == TransactionControl::begin)
             return {Destination::primary, "transaction", RouteReason::transaction};
@@ -114,6 +114,15 @@ RouteDecision SessionRouter::route(std::span<const Classification* const> unit, 
             return {Destination::standby, "read-only", RouteReason::read_only, true};
     }
     return {Destination::standby, "read-only", RouteReason::read_only};
+}
+
+RouteDecision SessionRouter::read_only_transaction(std::string reason) const {
+    if (pin_ != PinReason::none)
+        return {Destination::primary, std::string("pinned: ") + to_string(pin_), RouteReason::pinned};
+    if (wrote_ && policy_.read_your_writes == ReadYourWrites::session)
+        return {Destination::primary, "read-your-writes: the session wrote", RouteReason::read_your_writes};
+    bool check = wrote_ && policy_.read_your_writes == ReadYourWrites::lsn;
+    return {Destination::standby, std::move(reason), RouteReason::transaction, check};
 }
 
 void SessionRouter::completed(std::span<const Classification* const> unit, bool on_primary) {

@@ -68,6 +68,9 @@ public:
     [[nodiscard]] RouteDecision route(std::span<const Classification* const> unit, const FunctionCatalog* catalog,
                                       bool in_transaction) const;
 
+    /// A read-only transaction may run on a standby, within read-your-writes.
+    [[nodiscard]] RouteDecision read_only_transaction(std::string reason) const;
+
     /// After a unit ran. `on_primary`: it ran on the primary.
     void completed(std::span<const Classification* const> unit, bool on_primary);
 

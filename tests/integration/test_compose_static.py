@@ -3,7 +3,10 @@
 Build machines have no Docker engine, so the compose files are checked by reading them: they
 parse, every service / volume / mounted file / Dockerfile they name exists, images are
 pinned, profiles and host ports are sane, the pglane configs pass `pglane --check-config`,
-the containers run the same scripts as compose/local-cluster, and the monitoring files
+the pglane service publishes exactly the ports its config listens on (auto, rw, ro, metrics)
+and mounts the users file its auth section names, built-in failover is on in pglane.json and
+off in pglane-patroni.json (Patroni promotes there), the containers run the same scripts as
+compose/local-cluster, and the monitoring files
 (Prometheus, Grafana) point at pglane and use only metric names pglane exports.
 
     /usr/bin/python3 -m unittest discover -s tests/integration -t tests/integration \
@@ -384,6 +387,48 @@ class ComposeFiles(unittest.TestCase):
                 for endpoint in list(config["listen"].values()) + [config["metrics_listen"]]:
                     self.assertTrue(endpoint.startswith("0.0.0.0:"),
                                     f"{endpoint}: a container must listen on all interfaces")
+
+    def test_pglane_listens_on_auto_rw_and_ro(self):
+        for name in COMPOSE_FILES:
+            with self.subTest(file=name):
+                _, config = pglane_config_for(name)
+                self.assertEqual(set(config["listen"]), {"auto", "rw", "ro"})
+                self.assertEqual(listen_port(config["listen"]["auto"]), 6432)
+                self.assertIn("auth", config, "listen.auto requires an auth section")
+
+    def test_pglane_users_file_is_mounted_where_the_config_reads_it(self):
+        for name in COMPOSE_FILES:
+            with self.subTest(file=name):
+                _, config = pglane_config_for(name)
+                auth = config["auth"]
+                if not auth.get("users_file"):
+                    self.assertIn("$1", auth["query"])
+                    self.assertTrue(auth.get("query_user"))
+                    continue
+                mounts = bind_mounts(services(self.docs[name])["pglane"])
+                self.assertIn(auth["users_file"], mounts, f"{auth['users_file']} is not mounted into pglane")
+                host = mounts[auth["users_file"]]
+                self.assertTrue(os.path.isfile(host), host)
+                entries = [line.strip() for line in read(host).splitlines()
+                           if line.strip() and not line.lstrip().startswith((";", "#"))]
+                users = {}
+                for line in entries:
+                    m = re.match(r'^"((?:[^"]|"")*)"\s+"((?:[^"]|"")*)"', line)
+                    self.assertIsNotNone(m, f"{host}: not a \"user\" \"secret\" line: {line}")
+                    users[m.group(1)] = m.group(2)
+                # The dev superuser, with the compose default password, as the health probes use.
+                self.assertEqual(users.get(config["health"]["user"]), config["health"]["password"])
+                self.assertEqual(config["health"]["password"], "postgres")
+                self.assertIn("PGLANE_SUPERUSER_PASSWORD:-postgres", read(os.path.join(COMPOSE, name)))
+
+    def test_failover_on_in_pglane_json_and_off_with_patroni(self):
+        _, main = pglane_config_for(MAIN_FILE)
+        self.assertIs(main["failover"]["enabled"], True)
+        self.assertEqual(main["failover"]["after_ms"], 5000)
+        self.assertEqual(main["failover"]["hold_ms"], 30000)
+        _, patroni = pglane_config_for(PATRONI_FILE)
+        self.assertIs(patroni.get("failover", {}).get("enabled", False), False,
+                      "Patroni promotes: pglane must only follow")
 
     def test_pglane_nodes_are_the_compose_services(self):
         for name, nodes in ((MAIN_FILE, PG_SERVICES), (PATRONI_FILE, PATRONI_SERVICES)):
