@@ -176,8 +176,13 @@ class AutoSessionState(unittest.TestCase):
         self.assertEqual(len(results), 200)
         for i, n, _ in results:
             self.assertEqual(n, i + 1)
-        nodes = {node for _, _, node in results} | {r["node"] for r in explicit}
-        self.assertEqual(nodes, STANDBYS, f"asyncpg reads went to {nodes}")
+        # asyncpg prepares with Parse/Describe/Flush: what follows that Flush is unknown when
+        # the unit must be routed, so a connection's first use of a statement runs on the
+        # primary; every execution after that is a read pglane can route to a standby.
+        all_nodes = [node for _, _, node in results] + [r["node"] for r in explicit]
+        on_standbys = [node for node in all_nodes if node in STANDBYS]
+        self.assertEqual(set(on_standbys), STANDBYS, f"asyncpg reads went to {sorted(set(all_nodes))}")
+        self.assertGreater(len(on_standbys), 0.8 * len(all_nodes), f"too many asyncpg reads on the primary: {all_nodes}")
         self.assertEqual([r["s"] for r in explicit], [f"{k}!" for k in range(10)])
 
     def test_psycopg3_prepared_and_pipeline(self):
