@@ -1,3 +1,4 @@
+#include "proxy/sql_text.hpp"
 #include "proxy/auto_session.hpp"
 
 #include "common/log.hpp"
@@ -23,24 +24,9 @@ namespace {
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t client_buffer_bytes = 16 * 1024;
 
-std::string describe_peer(const tcp::socket& socket) {
-    boost::system::error_code ec;
-    auto endpoint = socket.remote_endpoint(ec);
-    if (ec) return "unknown";
-    return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
-}
 
 constexpr std::size_t max_held_unit_bytes = 1024 * 1024;
 
-std::string quote_identifier(std::string_view name) {
-    std::string out = "\"";
-    for (char c : name) {
-        if (c == '"') out.push_back('"');
-        out.push_back(c);
-    }
-    out.push_back('"');
-    return out;
-}
 
 routing::Classification unknown_statement(std::string reason) {
     routing::Classification c;

@@ -5,6 +5,7 @@
 
 #include "common/log.hpp"
 #include "protocol/framing.hpp"
+#include "proxy/sql_text.hpp"
 #include "proxy/auto_session.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "routing/node_choice.hpp"
@@ -26,15 +27,6 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_replayed_settings = 256;
 constexpr std::string_view read_only_transaction = "25006";
 
-std::string quote_identifier(std::string_view name) {
-    std::string out = "\"";
-    for (char c : name) {
-        if (c == '"') out.push_back('"');
-        out.push_back(c);
-    }
-    out.push_back('"');
-    return out;
-}
 
 // The unit fails, the session goes on (execute() makes it fatal mid-message).
 Disconnect server_lost(const ServerConnection& server) {

@@ -1,3 +1,4 @@
+#include "proxy/sql_text.hpp"
 #include "proxy/client_auth.hpp"
 
 #include "common/log.hpp"
@@ -35,17 +36,6 @@ Disconnect protocol_error(std::string why) {
     return {std::string(protocol::sqlstate::protocol_violation), std::move(why), "bad_auth_message"};
 }
 
-// Quotes a string literal for a simple-protocol query (standard_conforming_strings is on
-// since PostgreSQL 9.1: only ' needs doubling).
-std::string quote_literal(std::string_view text) {
-    std::string out = "'";
-    for (char c : text) {
-        if (c == '\'') out.push_back('\'');
-        out.push_back(c);
-    }
-    out.push_back('\'');
-    return out;
-}
 
 struct StoredSecret {
     bool found = false;

@@ -1,3 +1,4 @@
+#include "proxy/sql_text.hpp"
 #include "proxy/client_session.hpp"
 
 #include "common/log.hpp"
@@ -28,12 +29,6 @@ constexpr std::uint32_t max_auth_message_bytes = 1024 * 1024;
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
-std::string describe_peer(const tcp::socket& socket) {
-    boost::system::error_code ec;
-    auto endpoint = socket.remote_endpoint(ec);
-    if (ec) return "unknown";
-    return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
-}
 
 }  // namespace
 
