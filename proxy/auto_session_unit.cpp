@@ -389,6 +389,15 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
     for (const auto& c : unit.executed) statements.push_back(&c);
     router_.completed(statements, server.node() == elected_primary());
     transaction_node_ = status_ != protocol::TransactionStatus::idle ? std::optional(server.node()) : std::nullopt;
+    if (unit_failed_) {
+        // After an error the server skipped the rest of the unit up to Sync: a Parse sent
+        // there may or may not have run. Version 0 matches no definition, so the next use
+        // closes and prepares the statement again.
+        for (const std::string& name : unit.parses)
+            if (server.statements.contains(name)) server.statements[name] = 0;
+        for (const std::string& name : unit.needs_statement)
+            if (server.statements.contains(name)) server.statements[name] = 0;
+    }
     remember_settings(unit, server, before);
     remember_sql_statements(unit, server);
     if (router_.pin() != routing::PinReason::none && server.node() != elected_primary()) {
