@@ -39,7 +39,7 @@ private:
     [[nodiscard]] char next() const { return i_ + 1 < sql_.size() ? sql_[i_ + 1] : '\0'; }
     [[nodiscard]] bool after_identifier() const { return !out_.empty() && is_identifier_char(out_.back()); }
 
-    void placeholder() { out_ += fmt::format("${}", ++masked_); }
+    void emit_parameter() { out_ += fmt::format("${}", ++masked_); }
 
     bool copy_line_comment() {
         std::size_t end = sql_.find('\n', i_);
@@ -97,7 +97,7 @@ private:
                     continue;
                 }
                 i_ = j + 1;
-                placeholder();
+                emit_parameter();
                 return true;
             }
             ++j;
@@ -122,7 +122,7 @@ private:
         }
         if (j < sql_.size() && is_identifier_char(sql_[j])) return false;  // 0x1F, 1abc: not modelled
         i_ = j;
-        placeholder();
+        emit_parameter();
         return true;
     }
 

@@ -3,6 +3,7 @@ build/pglane, waits until its ports answer, and stops it (SIGTERM, then SIGKILL)
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,10 +16,27 @@ BINARY = os.environ.get("PGLANE_BINARY", os.path.join(ROOT, "build", "pglane"))
 SUPERUSER_PASSWORD = os.environ.get("PGLANE_SUPERUSER_PASSWORD", "postgres")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, below the kernel's ephemeral range (32768 and up): a port
+    the kernel chose with bind(0) can be taken by an outgoing connection before pglane binds
+    it. Ports already handed out in this run and the test cluster's are skipped."""
+    base = int(os.environ.get("PGLANE_TEST_BASE_PORT", "25432"))
+XX
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        if port in _handed_out or port in reserved:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 20000..31999")
 
 
 def wait_for_port(port, timeout=10.0):
