@@ -24,7 +24,7 @@ def free_port():
     the kernel chose with bind(0) can be taken by an outgoing connection before pglane binds
     it. Ports already handed out in this run and the test cluster's are skipped."""
     base = int(os.environ.get("PGLANE_TEST_BASE_PORT", "25432"))
-XX
+    reserved = set(range(base - 10, base + 310))  # the cluster and the launcher tests' side clusters
     for _ in range(1000):
         port = random.randrange(20000, 32000)
         if port in _handed_out or port in reserved:
