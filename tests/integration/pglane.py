@@ -198,3 +198,28 @@ class AutoPglane(Pglane):
                 except ValueError:
                     pass
         return out
+
+
+def start_module_pglane(cluster, with_roles=True, overrides=None):
+    """The usual module fixture: the cluster up (returns whether this call started it), the
+    test roles present, and a relayed-auth pglane whose primary and both standbys routable."""
+    import pgwire  # pgwire does not import this module: no cycle
+
+    started_here = cluster.ensure_up()
+    if with_roles:
+        pgwire.ensure_roles(cluster)
+    pglane = Pglane(cluster, overrides).start()
+    try:
+        pglane.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+    except Exception:
+        pglane.stop()
+        raise
+    return started_here, pglane
+
+
+def stop_module_pglane(cluster, started_here, pglane):
+    """Undoes start_module_pglane; the cluster stays up if PGLANE_TEST_KEEP_CLUSTER is set."""
+    if pglane:
+        pglane.stop()
+    if started_here and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
+        cluster.down()

@@ -14,7 +14,7 @@ import psycopg2
 
 import pgwire
 from cluster import LocalCluster
-from pglane import Pglane
+from pglane import start_module_pglane, stop_module_pglane
 
 CLUSTER = None
 STARTED_HERE = False
@@ -40,21 +40,11 @@ BAD_MESSAGES = {
 def setUpModule():
     global CLUSTER, STARTED_HERE, PGLANE
     CLUSTER = LocalCluster.from_env()
-    STARTED_HERE = CLUSTER.ensure_up()
-    pgwire.ensure_roles(CLUSTER)
-    PGLANE = Pglane(CLUSTER).start()
-    try:
-        PGLANE.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-    except Exception:
-        PGLANE.stop()
-        raise
+    STARTED_HERE, PGLANE = start_module_pglane(CLUSTER)
 
 
 def tearDownModule():
-    if PGLANE:
-        PGLANE.stop()
-    if STARTED_HERE and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
-        CLUSTER.down()
+    stop_module_pglane(CLUSTER, STARTED_HERE, PGLANE)
 
 
 class BadInputOnPort:

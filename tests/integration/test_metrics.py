@@ -10,9 +10,8 @@ import unittest
 
 import psycopg2
 
-import pgwire
 from cluster import LocalCluster
-from pglane import BINARY, Pglane, free_port
+from pglane import BINARY, Pglane, free_port, start_module_pglane, stop_module_pglane
 
 CLUSTER = None
 STARTED_HERE = False
@@ -26,20 +25,11 @@ NODE_FAMILIES = ("pglane_node_up", "pglane_node_is_primary", "pglane_node_lag_by
 def setUpModule():
     global CLUSTER, STARTED_HERE, PGLANE
     CLUSTER = LocalCluster.from_env()
-    STARTED_HERE = CLUSTER.ensure_up()
-    PGLANE = Pglane(CLUSTER).start()
-    try:
-        PGLANE.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-    except Exception:
-        PGLANE.stop()
-        raise
+    STARTED_HERE, PGLANE = start_module_pglane(CLUSTER, with_roles=False)
 
 
 def tearDownModule():
-    if PGLANE:
-        PGLANE.stop()
-    if STARTED_HERE and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
-        CLUSTER.down()
+    stop_module_pglane(CLUSTER, STARTED_HERE, PGLANE)
 
 
 def scrape(pglane):
