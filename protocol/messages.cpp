@@ -151,7 +151,10 @@ std::optional<ParseMessage> read_parse(Bytes body) {
     parse.statement = reader.cstring();
     parse.query = reader.cstring();
     std::int16_t count = reader.i16();
-    if (reader.failed() || count < 0) return std::nullopt;
+    // The body must hold exactly `count` type OIDs: checked before reading (or reserving for)
+    // up to 32767 of them on a message that is 20 bytes long.
+    if (reader.failed() || count < 0 || reader.remaining().size() != 4 * static_cast<std::size_t>(count))
+        return std::nullopt;
     parse.parameter_types.reserve(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) parse.parameter_types.push_back(reader.u32());
     if (reader.failed() || !reader.at_end()) return std::nullopt;
@@ -189,6 +192,17 @@ std::optional<ExecuteMessage> read_execute(Bytes body) {
     execute.max_rows = reader.i32();
     if (reader.failed() || !reader.at_end()) return std::nullopt;
     return execute;
+}
+
+std::optional<SaslInitialResponse> read_sasl_initial_response(Bytes body) {
+    BodyReader reader(body);
+    SaslInitialResponse response;
+    response.mechanism = reader.cstring();
+    std::int32_t length = reader.i32();
+    if (reader.failed() || length < -1) return std::nullopt;
+    if (length > 0) response.data = as_text(reader.bytes(static_cast<std::size_t>(length)));
+    if (reader.failed() || !reader.at_end()) return std::nullopt;
+    return response;
 }
 
 // ---- writers -------------------------------------------------------------------------

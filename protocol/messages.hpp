@@ -155,6 +155,14 @@ struct ExecuteMessage {
 [[nodiscard]] std::optional<TargetMessage> read_close(Bytes body);
 [[nodiscard]] std::optional<ExecuteMessage> read_execute(Bytes body);
 
+/// SASLInitialResponse ('p' answering AuthenticationSASL): the mechanism, then the initial
+/// client response, whose length -1 means "none" (an empty `data`).
+struct SaslInitialResponse {
+    std::string_view mechanism;
+    std::string_view data;
+};
+[[nodiscard]] std::optional<SaslInitialResponse> read_sasl_initial_response(Bytes body);
+
 // ---- writers --------------------------------------------------------------------------
 
 /// Appends one message to a byte string, patching its length when done.

@@ -276,9 +276,10 @@ void ServerExchange::change_state(State next) {
     state_ = next;
 }
 
-std::optional<std::string> ServerExchange::fail(std::string& error, std::string message) {
+std::optional<std::string> ServerExchange::fail(std::string& error, std::string message, Failure why) {
     error = std::move(message);
     state_ = State::failed;
+    failure_ = why;
     return std::nullopt;
 }
 
@@ -334,7 +335,7 @@ std::optional<std::string> ServerExchange::client_final(std::string_view message
     auto auth_message = client_first_bare_ + "," + server_first_ + "," + std::string(without_proof);
     auto client_key = xor_bytes(*proof, hmac_sha256(verifier_.stored_key, auth_message));
     if (!equal_constant_time(sha256(client_key), verifier_.stored_key))
-        return fail(error, "password authentication failed (SCRAM proof does not match)");
+        return fail(error, "password authentication failed (SCRAM proof does not match)", Failure::wrong_proof);
 
     client_key_ = std::move(client_key);
     change_state(State::authenticated);

@@ -81,6 +81,13 @@ public:
     [[nodiscard]] std::optional<std::string> client_final(std::string_view message, std::string& error);
 
     [[nodiscard]] bool authenticated() const { return state_ == State::authenticated; }
+
+    /// Why the exchange failed: a malformed or out-of-order message is a protocol violation
+    /// (PostgreSQL answers 08P01), a well-formed exchange with a wrong proof is a wrong
+    /// password (28P01).
+    enum class Failure { none, malformed, wrong_proof };
+    [[nodiscard]] Failure failure() const { return failure_; }
+
     /// The client's ClientKey (raw, 32 bytes), recovered from its proof (ClientProof XOR
     /// ClientSignature) after a successful exchange; empty before. With the verifier's
     /// ServerKey it lets pglane log in to servers that store the same verifier (same salt and
@@ -91,11 +98,12 @@ public:
 private:
     enum class State { expecting_client_first, expecting_client_final, authenticated, failed };
     void change_state(State next);
-    std::optional<std::string> fail(std::string& error, std::string message);
+    std::optional<std::string> fail(std::string& error, std::string message, Failure why = Failure::malformed);
 
     Verifier verifier_;
     std::string server_nonce_;
     State state_ = State::expecting_client_first;
+    Failure failure_ = Failure::none;
     std::string gs2_header_;               // "n,," or "y,,", echoed back in c=
     std::string client_first_bare_;
     std::string server_first_;

@@ -7,6 +7,7 @@
 #include "proxy/client_auth.hpp"
 #include "proxy/function_catalogs.hpp"
 #include "proxy/startup.hpp"
+#include "proxy/statement_names.hpp"
 #include "routing/node_choice.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -144,6 +145,11 @@ asio::awaitable<void> AutoSession::run() {
         timer.expires_after(std::chrono::seconds(1));
         co_await (asio::async_write(client_, asio::buffer(error), use_nothrow) || timer.async_wait(use_nothrow));
     }
+    // Pooled connections the session leaves clean go back to their pool; the rest close.
+    if (services_.pools) co_await release_servers();
+    for (std::size_t node = 0; node < servers_.size(); ++node) {
+        if (services_.pools && servers_[node]) drop_server(node);
+    }
     std::string terminate;
     protocol::append_terminate(terminate);
     for (auto& server : servers_) {
@@ -168,6 +174,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
     user_ = std::string(startup.packet.parameter("user"));
     database_ = std::string(startup.packet.parameter("database"));
     if (database_.empty()) database_ = user_;
+    if (services_.pools) {
+        if (auto refused = prepare_pooled_startup()) co_return refused;
+    }
     auto topology = services_.topology();
     std::optional<health::NodeAddress> primary_address;
     if (auto primary = routing::choose_primary(*topology)) primary_address = topology->nodes[*primary].address;
@@ -179,6 +188,30 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
     protocol::append_authentication(ok, protocol::auth_ok);
     if (!co_await write_client(ok)) co_return Disconnect::quiet("client_left_during_auth");
 
+    // Under transaction pooling, a greeting another client of the pool got will do; while
+    // one client fetches it, the others wait for it (bounded by the startup deadline).
+    struct GreetingFetch {
+        ServerPool* pool = nullptr;
+        std::string settings;
+        ~GreetingFetch() {
+            if (pool) pool->end_greeting_fetch(settings);
+        }
+    } fetch;
+    while (services_.pools) {
+        bool greeted = false;
+        auto stop = co_await greet_from_pool(*topology, greeted);
+        if (greeted || stop) co_return stop;
+        auto primary = routing::choose_primary(*topology);
+        if (kind_ == ListenerKind::ro || !primary) break;
+        ServerPool& pool = pool_of(*primary);
+        if (pool.begin_greeting_fetch(startup_settings_)) {
+            fetch.pool = &pool;
+            fetch.settings = startup_settings_;
+            break;
+        }
+        co_await pool.wait_for_greeting(std::chrono::milliseconds(200));
+        topology = services_.topology();
+    }
     // The greeting (ParameterStatus values) comes from the node the session starts on.
     ServerConnection* first = nullptr;
     if (kind_ == ListenerKind::ro) {
@@ -219,11 +252,12 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& server) {
+    if (services_.pools) pool_of(server.node()).remember_greeting(startup_settings_, server.parameters());
     std::string out;
     for (const auto& [name, value] : server.parameters()) protocol::append_parameter_status(out, name, value);
     const health::NodeAddress& address = server.address();
     client_key_ = services_.cancels.add(CancelTarget{address.host, address.port, address.name, server.backend_key()});
-    cancel_node_ = server.node();
+    cancel_key_ = server.backend_key();
     protocol::append_backend_key_data(out, *client_key_);
     protocol::append_ready_for_query(out, protocol::TransactionStatus::idle);
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
@@ -235,6 +269,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& 
 asio::awaitable<Disconnect> AutoSession::serve() {
     for (;;) {
         if (fence_) co_return *fence_;
+        if (services_.pools) co_await release_servers();
         Unit unit;
         if (auto stop = co_await read_unit(unit)) co_return *stop;
         if (unit.terminate && unit.bytes.empty()) {
@@ -341,7 +376,10 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                           fmt::format("invalid frontend message type {}", int(static_cast<unsigned char>(tag))),
                           "unknown_message_type"};
     }
-    unit.bytes.append(protocol::as_text(raw));
+    // Pooled connections know a client's named statements by pooled names: Parse, Bind,
+    // Describe and Close are appended renamed (append_client_message), the rest as received.
+    const bool renames = services_.pools && (tag == 'P' || tag == 'B' || tag == 'D' || tag == 'C');
+    if (!renames) unit.bytes.append(protocol::as_text(raw));
     switch (tag) {
         case 'Q': {
             auto sql = protocol::read_query(body);
@@ -376,10 +414,21 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             if (!parse) return malformed("Parse");
             const routing::Classification& c = classify(parse->query);
             PreparedStatement& statement = statements_[std::string(parse->statement)];
-            statement.definition.assign(protocol::as_text(raw));
             statement.query.assign(parse->query);
-            statement.version = next_version_++;
             statement.classification = c;
+            if (services_.pools && !parse->statement.empty()) {
+                // The pooled name stands for this very definition: one version of it exists.
+                statement.server_name = pooled_statement_name(parse->statement, parse_definition(body));
+                statement.definition.clear();
+                if (!append_renamed(statement.definition, 'P', body, statement.server_name)) return malformed("Parse");
+                statement.version = 1;
+                unit.bytes += statement.definition;
+            } else {
+                statement.server_name.assign(parse->statement);
+                statement.definition.assign(protocol::as_text(raw));
+                statement.version = next_version_++;
+                if (renames) unit.bytes.append(protocol::as_text(raw));
+            }
             unit.parses.emplace_back(parse->statement);
             unit.statements.push_back(c);   // routes the unit; it runs (and SETs count) when Bound
             unit.reply_order.push_back('P');
@@ -395,9 +444,18 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             } else {
                 auto describe = protocol::read_describe(body);
                 if (!describe) return malformed("Describe");
-                if (describe->target != 'S') return std::nullopt;
+                if (describe->target != 'S') {
+                    unit.describes = true;
+                    if (renames) unit.bytes.append(protocol::as_text(raw));
+                    return std::nullopt;
+                }
                 name = describe->name;
             }
+            if (renames && !append_client_message(unit, tag, body, raw, name))
+                return malformed(tag == 'B' ? "Bind" : "Describe");
+            if (tag == 'D') unit.describes = true;
+            if (tag == 'B' && services_.pools && bind_result_format_count(body).value_or(2) > 1)
+                unit.per_column_formats = true;
             bool parsed_here = std::find(unit.parses.begin(), unit.parses.end(), name) != unit.parses.end();
             if (!parsed_here) unit.needs_statement.emplace_back(name);
             auto it = statements_.find(std::string(name));
@@ -413,9 +471,12 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
         case 'C': {
             auto close = protocol::read_close(body);
             if (!close) return malformed("Close");
+            if (renames && !append_client_message(unit, tag, body, raw, close->target == 'S' ? close->name : ""))
+                return malformed("Close");
             if (close->target == 'S') {
-                statements_.erase(std::string(close->name));
-                unit.closes.emplace_back(close->name);
+                const std::string name(close->name);
+                unit.closes.push_back(server_name_of(name));
+                statements_.erase(name);
             }
             unit.reply_order.push_back('C');  // portal or statement: both answer CloseComplete
             return std::nullopt;
@@ -467,10 +528,17 @@ asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
         const std::string sql = c.deallocate_all ? std::string("DEALLOCATE ALL")
                                                  : "DEALLOCATE " + quote_identifier(c.deallocate_name);
         (void)co_await server->hidden_query(sql);
-        if (c.deallocate_all) server->sql_statements.clear();
-        else server->sql_statements.erase(c.deallocate_name);
+        if (c.deallocate_all) {
+            server->sql_statements.clear();
+            server->statements.clear();  // DEALLOCATE ALL drops protocol-level statements too
+        } else {
+            server->sql_statements.erase(c.deallocate_name);
+        }
     }
-    if (c.deallocate_all) sql_statements_.clear();
+    if (c.deallocate_all) {
+        sql_statements_.clear();
+        statements_.clear();
+    }
     else sql_statements_.erase(c.deallocate_name);
     std::string out;
     protocol::MessageWriter(out, 'C').cstring(c.deallocate_all ? "DEALLOCATE ALL" : "DEALLOCATE");

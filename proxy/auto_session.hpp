@@ -7,6 +7,7 @@
 
 #include "proxy/client_session.hpp"
 #include "proxy/server_connection.hpp"
+#include "proxy/server_pool.hpp"
 #include "routing/classifier.hpp"
 #include "routing/session_router.hpp"
 
@@ -25,7 +26,8 @@ namespace pglane::proxy {
 /// A statement prepared by the client (protocol Parse or SQL PREPARE), kept so it can be
 /// prepared again on another node. `version` tells which nodes hold this very definition.
 struct PreparedStatement {
-    std::string definition;   // the raw Parse message, or the PREPARE statement's SQL
+    std::string definition;   // the Parse message as servers get it, or the PREPARE statement's SQL
+    std::string server_name;  // the name on servers: the client's, or a pooled name (statement_names.hpp)
     std::string query;        // the statement's SQL (a SET is replayed from it when executed)
     std::uint64_t version = 0;
     routing::Classification classification;
@@ -39,9 +41,11 @@ struct Unit {
     std::vector<char> reply_order;                      // 'P' and 'C' (statement) messages, in order
     std::vector<std::string> needs_statement;           // Bind/Describe names not Parsed in this unit
     std::vector<std::string> parses;                    // names this unit Parses
-    std::vector<std::string> closes;                    // statement names this unit Closes
+    std::vector<std::string> closes;                    // statement names this unit Closes, as servers know them
     std::vector<std::string> sql_prepares, sql_executes;
     std::vector<std::string> session_sql;               // SET-like statements to replay elsewhere
+    bool describes = false;            // has a Describe: the client reads the result's shape afresh
+    bool per_column_formats = false;   // a Bind names a format per result column
     bool simple = false;       // a simple Query
     bool complete = false;     // ends with Sync, Query or FunctionCall
     bool terminate = false;    // the client sent Terminate
@@ -58,11 +62,12 @@ public:
     void on_topology(const health::Topology& topology) override;
 
 private:
-    enum class Outcome { done, retry_on_primary };
+    enum class Outcome { done, retry_on_primary, replan };
 
     // startup
     asio::awaitable<std::optional<Disconnect>> startup();
     asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
+    asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
     // the unit loop
     asio::awaitable<Disconnect> serve();
     asio::awaitable<std::optional<Disconnect>> read_unit(Unit& unit);
@@ -86,7 +91,8 @@ private:
     asio::awaitable<void> load_function_catalog();
     // running a unit
     asio::awaitable<std::optional<Disconnect>> run_unit(Unit& unit);
-    asio::awaitable<std::variant<Outcome, Disconnect>> execute(Unit& unit, ServerConnection& server, bool may_retry);
+    asio::awaitable<std::variant<Outcome, Disconnect>> execute(Unit& unit, ServerConnection& server, bool may_retry,
+                                                               bool may_replan = false);
     asio::awaitable<bool> prepare_sql_statements(const Unit& unit, ServerConnection& server);
     [[nodiscard]] std::string injections(const Unit& unit, ServerConnection& server);
     void expect_replies(const Unit& unit);
@@ -97,6 +103,20 @@ private:
                                                                            bool& copy_in);
     void point_cancel_at(ServerConnection& server);
     void track_sent(const Unit& unit, ServerConnection& server);
+
+    // transaction pooling (auto_session_pool.cpp)
+    [[nodiscard]] std::optional<Disconnect> prepare_pooled_startup();
+    [[nodiscard]] asio::awaitable<std::optional<ServerFailure>> acquire_server(std::size_t node);
+    [[nodiscard]] std::string catch_up_statement(const ServerConnection& server) const;
+    [[nodiscard]] bool keeps_connections() const;
+    [[nodiscard]] bool may_replan(const Unit& unit) const;
+    asio::awaitable<void> release_servers();
+    asio::awaitable<void> give_back(std::size_t node);
+    void drop_server(std::size_t node);
+    [[nodiscard]] ServerPool& pool_of(std::size_t node);
+    [[nodiscard]] bool append_client_message(Unit& unit, char tag, protocol::Bytes body, protocol::Bytes raw,
+                                             std::string_view client_name);
+    [[nodiscard]] const std::string& server_name_of(const std::string& client_name) const;
 
     [[nodiscard]] asio::awaitable<bool> write_client(std::string_view bytes);
     [[nodiscard]] const routing::Classification& classify(std::string_view sql);
@@ -135,7 +155,9 @@ private:
     std::uint64_t next_version_ = 1;
     int max_lag_ms_ = -1;
     std::optional<protocol::BackendKey> client_key_;
-    std::optional<std::size_t> cancel_node_;
+    std::optional<protocol::BackendKey> cancel_key_;  // the server session cancels go to now
+    std::vector<ServerPool*> pools_;                  // by node, when pooling; looked up once
+    std::string startup_settings_;                    // set_config() of the client's startup parameters
     std::string scratch_;
     asio::steady_timer fence_timer_;
     std::optional<Disconnect> fence_;

@@ -23,11 +23,10 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
     // A connection idle since its last unit may have died meanwhile (server restarted or
     // failed over): find out before sending, so the unit goes to a fresh connection instead
     // of failing.
-    if (slot && (slot->broken() || !slot->usable_after_idle())) {
-        services_.counters.add(node, NodeCounter::server_connections_active, -1);
-        slot.reset();
-    }
-    if (!slot) {
+    if (slot && (slot->broken() || !slot->usable_after_idle())) drop_server(node);
+    if (!slot && services_.pools) {
+        if (auto failure = co_await acquire_server(node)) co_return *failure;
+    } else if (!slot) {
         auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, services_.config.nodes[node],
                                                          services_.config.limits);
         if (auto failure = co_await server->open(startup_parameters_, credentials_)) {
@@ -40,11 +39,10 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
         services_.counters.add(node, NodeCounter::server_connections_active);
         slot = std::move(server);
     }
-    // Bring the connection up to date with the session's SET history.
-    if (slot->settings_applied < settings_.size()) {
-        std::string replay;
-        for (std::size_t i = slot->settings_applied; i < settings_.size(); ++i) replay += settings_[i] + ";";
-        HiddenResult result = co_await slot->hidden_query(replay);
+    // Bring the connection up to date with the session's startup parameters (pooled) and
+    // SET history, in one round trip.
+    if (std::string catch_up = catch_up_statement(*slot); !catch_up.empty()) {
+        HiddenResult result = co_await slot->hidden_query(catch_up);
         if (!result.ok) {
             log::warn("settings_replay_failed", {{"session", id_}, {"node", slot->address().name},
                                                  {"error", result.error.message}});
@@ -52,6 +50,7 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
             co_return ServerFailure{std::string(connection_failure),
                                     "pglane: could not apply the session's settings: " + result.error.message};
         }
+        slot->applied_startup = startup_settings_;
         slot->settings_applied = settings_.size();
     }
     co_return slot.get();
@@ -83,6 +82,10 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primar
             co_return *server;
         }
         const ServerFailure& failure = std::get<ServerFailure>(ready);
+        if (failure.sqlstate == protocol::sqlstate::too_many_connections) {
+            // The pool stayed full for pool.max_wait_ms: this unit fails, the session goes on.
+            co_return Disconnect::unit_error(failure.sqlstate, failure.message, "pool_wait_timeout");
+        }
         bool lost = failure.sqlstate.starts_with("08");
         if (!lost || !wait || std::chrono::steady_clock::now() >= deadline) {
             // An authoritative refusal (no such database, role not allowed...) is the client's answer.

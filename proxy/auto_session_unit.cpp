@@ -26,6 +26,14 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 // session stays on the primary instead of replaying an ever longer history.
 constexpr std::size_t max_replayed_settings = 256;
 constexpr std::string_view read_only_transaction = "25006";
+constexpr std::string_view feature_not_supported = "0A000";
+
+// A server refuses to run a prepared statement whose result columns changed under it
+// (DDL since it was prepared): PostgreSQL's plancache raises 0A000 with this message.
+bool is_stale_plan(const protocol::ErrorFields& error) {
+    return error.sqlstate == feature_not_supported && error.message.find("cached plan must not change result type") !=
+                                                          std::string::npos;
+}
 
 
 // The unit fails, the session goes on (execute() makes it fatal mid-message).
@@ -40,10 +48,13 @@ Disconnect server_lost(const ServerConnection& server) {
 }  // namespace
 
 void AutoSession::point_cancel_at(ServerConnection& server) {
-    if (!client_key_ || cancel_node_ == server.node()) return;
+    const protocol::BackendKey key = server.backend_key();
+    if (!client_key_ || (cancel_key_ && cancel_key_->process_id == key.process_id &&
+                         cancel_key_->secret_key == key.secret_key))
+        return;
     const health::NodeAddress& address = server.address();
-    services_.cancels.update(*client_key_, CancelTarget{address.host, address.port, address.name, server.backend_key()});
-    cancel_node_ = server.node();
+    services_.cancels.update(*client_key_, CancelTarget{address.host, address.port, address.name, key});
+    cancel_key_ = key;
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::fail_unit(Unit& unit, const Disconnect& why) {
@@ -61,15 +72,20 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::fail_unit(Unit& unit, co
         transaction_node_.reset();
         pending_settings_.clear();
     }
-    // As a server does after an error: skip the rest of the unit up to Sync.
+    // As a server does after an error: the error at once (a client that sent Flush waits
+    // for it), then the rest of the unit skipped up to Sync, which gets ReadyForQuery.
+    std::string out;
+    protocol::append_error_response(out, "ERROR", why.sqlstate, why.message);
+    if (!unit.complete && !unit.terminate) {
+        if (!co_await write_client(out)) co_return Disconnect::quiet("client_disconnected");
+        out.clear();
+    }
     while (!unit.complete && !unit.terminate) {
         Unit rest;
         if (auto stop = co_await read_unit(rest)) co_return stop;
         unit.complete = rest.complete;
         unit.terminate = rest.terminate;
     }
-    std::string out;
-    protocol::append_error_response(out, "ERROR", why.sqlstate, why.message);
     protocol::append_ready_for_query(out, status_);
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_disconnected");
     co_return std::nullopt;
@@ -86,8 +102,22 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     routing::PinReason pin_before = router_.pin();
     bool may_retry = on_standby && unit.complete && kind_ == ListenerKind::auto_ &&
                      status_ == protocol::TransactionStatus::idle;
-    auto outcome = co_await execute(unit, *server, may_retry);
+    const bool replan = may_replan(unit);
+    auto outcome = co_await execute(unit, *server, may_retry, replan);
     if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
+    if (std::get<Outcome>(outcome) == Outcome::replan) {
+        // The pooled statement's plan went stale (DDL): prepare it again and run the unit
+        // once more. Nothing reached the client and the failed unit ran in its own implicit
+        // transaction, so the second run is the only one that counts.
+        log::info("statement_prepared_again", {{"session", id_}, {"node", server->address().name}});
+        services_.counters.add(kind_, ListenerCounter::statements_replanned_total);
+        for (const std::string& name : unit.needs_statement) {
+            if (auto held = server->statements.find(server_name_of(name)); held != server->statements.end())
+                held->second = 0;
+        }
+        outcome = co_await execute(unit, *server, false, false);
+        if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
+    }
     if (std::get<Outcome>(outcome) == Outcome::retry_on_primary) {
         log::info("read_retried_on_primary", {{"session", id_}, {"standby", server->address().name}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
@@ -98,6 +128,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     }
     if (pin_before == routing::PinReason::none && router_.pin() != routing::PinReason::none) {
         services_.counters.add(kind_, ListenerCounter::session_pins_total);
+        if (services_.pools)
+            pool_of(server->node()).stats().pins[static_cast<std::size_t>(router_.pin())].fetch_add(1, std::memory_order_relaxed);
         log::info("session_pinned", {{"session", id_}, {"reason", routing::to_string(router_.pin())}});
     }
     co_return std::nullopt;
@@ -133,6 +165,7 @@ asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, Serv
 std::string AutoSession::injections(const Unit& unit, ServerConnection& server) {
     std::string out;
     std::vector<std::string_view> closed;
+    // Names here are as servers know them (PreparedStatement::server_name).
     auto close = [&](std::string_view name) {
         if (name.empty() || !server.statements.contains(std::string(name))) return;
         if (std::find(closed.begin(), closed.end(), name) != closed.end()) return;
@@ -144,15 +177,16 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
     for (const std::string& name : unit.needs_statement) {
         auto it = statements_.find(name);
         if (it == statements_.end()) continue;   // the server answers "does not exist", as it should
-        auto held = server.statements.find(name);
+        const std::string& server_name = it->second.server_name;
+        auto held = server.statements.find(server_name);
         if (held != server.statements.end() && held->second == it->second.version) continue;
-        if (std::find(injected.begin(), injected.end(), name) != injected.end()) continue;
-        close(name);
+        if (std::find(injected.begin(), injected.end(), server_name) != injected.end()) continue;
+        close(server_name);
         out += it->second.definition;
         parse_replies_.push_back(true);
-        injected.push_back(name);
+        injected.push_back(server_name);
     }
-    for (const std::string& name : unit.parses) close(name);
+    for (const std::string& name : unit.parses) close(server_name_of(name));
     return out;
 }
 
@@ -162,16 +196,18 @@ void AutoSession::expect_replies(const Unit& unit) {
 
 void AutoSession::track_sent(const Unit& unit, ServerConnection& server) {
     for (const std::string& name : unit.needs_statement) {
-        if (auto it = statements_.find(name); it != statements_.end()) server.statements[name] = it->second.version;
+        if (auto it = statements_.find(name); it != statements_.end())
+            server.statements[it->second.server_name] = it->second.version;
     }
     for (const std::string& name : unit.parses) {
-        if (auto it = statements_.find(name); it != statements_.end()) server.statements[name] = it->second.version;
+        if (auto it = statements_.find(name); it != statements_.end())
+            server.statements[it->second.server_name] = it->second.version;
     }
     for (const std::string& name : unit.closes) server.statements.erase(name);
 }
 
 asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::execute(Unit& unit, ServerConnection& server,
-                                                                                     bool may_retry) {
+                                                                                     bool may_retry, bool may_replan) {
     parse_replies_.clear();
     close_replies_.clear();
     unit_failed_ = false;
@@ -195,6 +231,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     out += unit.bytes;
     expect_replies(unit);
     track_sent(unit, server);
+    server.between_units = false;
     if (!co_await server.write(out)) {
         if (may_retry) co_return Outcome::retry_on_primary;
         co_return server_lost(server);
@@ -202,7 +239,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     protocol::RelayCursor cursor(services_.config.limits.max_message_bytes, server.in().capacity());
     bool forwarded_any = false;
     bool retrying = false;
-    bool holding = may_retry;
+    bool holding = may_retry || may_replan;
+    bool replanning = false;
     std::string held;   // descriptions kept back while a retry is still possible
     bool copy_in = false;
     std::vector<asio::const_buffer> pieces;
@@ -270,6 +308,11 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                         retrying = true;
                         swallow = true;
                         held.clear();
+                    } else if (may_replan && !forwarded_any && fields && is_stale_plan(*fields)) {
+                        retrying = true;
+                        replanning = true;
+                        swallow = true;
+                        held.clear();
                     } else if (holding) {
                         holding = false;
                         if (!held.empty()) pieces.emplace_back(held.data(), held.size());
@@ -277,7 +320,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 } else if (tag == 'G') {
                     copy_in = true;
                 } else if (tag == 'Z') {
-                    if (auto status = protocol::read_ready_for_query(step.frame.body)) status_ = *status;
+                    if (auto status = protocol::read_ready_for_query(step.frame.body)) {
+                        status_ = *status;
+                        server.ready_status = *status;
+                    }
                     done = unit.complete;
                     // After an error the server skipped to Sync: no more answers are coming.
                     parse_replies_.clear();
@@ -299,9 +345,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             if (ec) co_return Disconnect::quiet("client_disconnected");
         }
         if (done) {
+            server.between_units = true;
             if (retrying) {
                 status_ = before;
-                co_return Outcome::retry_on_primary;
+                co_return replanning ? Outcome::replan : Outcome::retry_on_primary;
             }
             after_unit(unit, server, before);
             co_return Outcome::done;
@@ -394,9 +441,9 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
         // there may or may not have run. Version 0 matches no definition, so the next use
         // closes and prepares the statement again.
         for (const std::string& name : unit.parses)
-            if (server.statements.contains(name)) server.statements[name] = 0;
+            if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
         for (const std::string& name : unit.needs_statement)
-            if (server.statements.contains(name)) server.statements[name] = 0;
+            if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
     }
     remember_settings(unit, server, before);
     remember_sql_statements(unit, server);
@@ -463,8 +510,11 @@ void AutoSession::remember_sql_statements(const Unit& unit, ServerConnection& se
     if (unit_failed_) return;
     for (const auto& c : unit.statements) {
         if (c.deallocate_all) {
+            // DEALLOCATE ALL drops protocol-level statements too.
             sql_statements_.clear();
             server.sql_statements.clear();
+            statements_.clear();
+            server.statements.clear();
         } else if (!c.deallocate_name.empty()) {
             sql_statements_.erase(c.deallocate_name);
             server.sql_statements.erase(c.deallocate_name);

@@ -135,14 +135,11 @@ asio::awaitable<ClientAuthResult> run_scram(tcp::socket& client, ByteBuffer& in,
     if (!co_await send(client, out)) co_return ClientAuthResult{Disconnect::quiet("client_left_during_auth"), {}};
     auto initial = co_await read_password_message(client, in);
     if (!initial) co_return ClientAuthResult{protocol_error("expected SASLInitialResponse"), {}};
-    protocol::BodyReader reader(protocol::as_bytes(*initial));
-    std::string_view mechanism = reader.cstring();
-    std::int32_t length = reader.i32();
-    std::string_view first = length < 0 ? std::string_view{} : protocol::as_text(reader.bytes(static_cast<std::size_t>(length)));
-    if (reader.failed() || mechanism != protocol::scram::mechanism)
+    auto sasl_initial = protocol::read_sasl_initial_response(protocol::as_bytes(*initial));
+    if (!sasl_initial || sasl_initial->mechanism != protocol::scram::mechanism)
         co_return ClientAuthResult{protocol_error("malformed SASLInitialResponse or unsupported mechanism"), {}};
     std::string error;
-    auto server_first = exchange.client_first(first, error);
+    auto server_first = exchange.client_first(sasl_initial->data, error);
     if (!server_first) co_return ClientAuthResult{protocol_error("SCRAM: " + error), {}};
     out.clear();
     protocol::append_authentication(out, auth_sasl_continue, *server_first);
@@ -150,6 +147,10 @@ asio::awaitable<ClientAuthResult> run_scram(tcp::socket& client, ByteBuffer& in,
     auto final_message = co_await read_password_message(client, in);
     if (!final_message) co_return ClientAuthResult{protocol_error("expected SASLResponse"), {}};
     auto server_final = exchange.client_final(*final_message, error);
+    // A malformed client-final is a protocol violation for known and unknown users alike (as
+    // PostgreSQL's mock authentication also parses it first); only a wrong proof is 28P01.
+    if (!server_final && exchange.failure() == protocol::scram::ServerExchange::Failure::malformed)
+        co_return ClientAuthResult{protocol_error("SCRAM: " + error), {}};
     if (!server_final || !can_succeed) {
         result.stop = password_failed(user, !stored.found ? "unknown user" : !can_succeed ? "stored secret is an md5 hash: use auth.method md5" : error);
         co_return result;

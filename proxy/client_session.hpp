@@ -25,6 +25,8 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 class CancelRegistry;
+class ServerPools;
+class ClientLimits;
 class FunctionCatalogs;
 struct SecretSources;
 
@@ -64,6 +66,8 @@ struct SessionServices {
     routing::ClassificationCache& classifications; // worker-local
     FunctionCatalogs& catalogs;                   // shared by all workers
     std::uint64_t next_session_id = 1;            // worker-local
+    ClientLimits* limits = nullptr;               // shared by all workers; null: nothing counted
+    ServerPools* pools = nullptr;                 // worker-local; null: no transaction pooling
 };
 
 /// What the worker's registry can ask of any session: fencing on topology changes and

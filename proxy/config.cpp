@@ -198,15 +198,51 @@ void parse_failover(const json& root, Config& config) {
 void parse_limits(const json& root, Config& config) {
     const json* l = find_object(root, "limits", "limits");
     if (!l) return;
-    reject_unknown_keys(*l, "limits", {"max_message_bytes", "startup_timeout_ms", "server_connect_timeout_ms"});
+    reject_unknown_keys(*l, "limits", {"max_message_bytes", "startup_timeout_ms", "server_connect_timeout_ms",
+                                       "max_client_connections", "max_client_connections_per_user",
+                                       "max_client_connections_by_user"});
     read_int(*l, "max_message_bytes", "limits.max_message_bytes", config.limits.max_message_bytes, 10'000,
              1024LL * 1024 * 1024 - 1);
     read_int(*l, "startup_timeout_ms", "limits.startup_timeout_ms", config.limits.startup_timeout_ms, 100, 3'600'000);
     read_int(*l, "server_connect_timeout_ms", "limits.server_connect_timeout_ms",
              config.limits.server_connect_timeout_ms, 100, 3'600'000);
+    read_int(*l, "max_client_connections", "limits.max_client_connections", config.limits.max_client_connections, 0,
+             10'000'000);
+    read_int(*l, "max_client_connections_per_user", "limits.max_client_connections_per_user",
+             config.limits.max_client_connections_per_user, 0, 10'000'000);
+    if (const json* by_user = find_object(*l, "max_client_connections_by_user", "limits.max_client_connections_by_user")) {
+        for (auto it = by_user->begin(); it != by_user->end(); ++it) {
+            std::uint32_t limit = 0;
+            read_int(*by_user, it.key().c_str(), "limits.max_client_connections_by_user." + it.key(), limit, 0,
+                     10'000'000);
+            config.limits.max_client_connections_by_user[it.key()] = limit;
+        }
+    }
 }
 
 }  // namespace
+
+static void parse_pool(const json& root, Config& config) {
+    const json* p = find_object(root, "pool", "pool");
+    if (!p) return;
+    reject_unknown_keys(*p, "pool", {"mode", "size", "min_idle", "max_wait_ms", "server_lifetime_ms",
+                                     "server_idle_timeout_ms"});
+    PoolSettings& s = config.pool;
+    std::string mode = "session";
+    read(*p, "mode", "pool.mode", mode);
+    if (mode == "session") s.mode = PoolSettings::Mode::session;
+    else if (mode == "transaction") s.mode = PoolSettings::Mode::transaction;
+    else fail("pool.mode", "must be \"session\" or \"transaction\"");
+    read_int(*p, "size", "pool.size", s.size, 1, 100'000);
+    read_int(*p, "min_idle", "pool.min_idle", s.min_idle, 0, 100'000);
+    read_int(*p, "max_wait_ms", "pool.max_wait_ms", s.max_wait_ms, 0, 3'600'000);
+    read_int(*p, "server_lifetime_ms", "pool.server_lifetime_ms", s.server_lifetime_ms, 1000, 604'800'000);
+    read_int(*p, "server_idle_timeout_ms", "pool.server_idle_timeout_ms", s.server_idle_timeout_ms, 1000, 604'800'000);
+    if (s.min_idle > s.size) fail("pool.min_idle", "cannot exceed pool.size");
+    // Pooled connections log in with the credentials pglane verified itself.
+    if (s.mode == PoolSettings::Mode::transaction && !config.auth)
+        fail("pool.mode", "transaction pooling needs an \"auth\" section (pglane authenticates clients itself)");
+}
 
 Config parse_config(const std::string& json_text) {
     json root;
@@ -217,7 +253,7 @@ Config parse_config(const std::string& json_text) {
     }
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
-                                   "workers", "log_level", "limits", "auth", "routing", "failover"});
+                                   "workers", "log_level", "limits", "auth", "routing", "failover", "pool"});
     Config config;
     parse_listen(root, config);
     parse_nodes(root, config);
@@ -226,6 +262,7 @@ Config parse_config(const std::string& json_text) {
     parse_auth(root, config);
     parse_routing(root, config);
     parse_failover(root, config);
+    parse_pool(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
     read(root, "log_level", "log_level", config.log_level);

@@ -6,6 +6,7 @@
 #include "health/topology.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -32,6 +33,25 @@ struct Limits {
     std::uint32_t max_startup_packet_bytes = 10'000;              // as PostgreSQL's postmaster
     int startup_timeout_ms = 15'000;
     int server_connect_timeout_ms = 5'000;
+    // Client sessions admitted at once (0: no limit), over all ports and workers; over a
+    // limit the client gets FATAL 53300. See proxy/client_limits.hpp.
+    std::uint32_t max_client_connections = 0;
+    std::uint32_t max_client_connections_per_user = 0;
+    std::map<std::string, std::uint32_t> max_client_connections_by_user;  // overrides per_user
+};
+
+/// Server connection pooling for the sessions pglane authenticates ("pool" section).
+/// session: a client keeps the server connections it opened until it leaves.
+/// transaction: a connection serves a client for one transaction or autocommit unit, then
+/// goes back to the pool of its (node, database, user). See proxy/server_pool.hpp.
+struct PoolSettings {
+    enum class Mode { session, transaction };
+    Mode mode = Mode::session;
+    int size = 20;                         // server connections per (node, database, user)
+    int min_idle = 0;                      // kept open per pool while its node is up
+    int max_wait_ms = 60'000;              // a client waiting longer for a connection gets 53300
+    int server_lifetime_ms = 3'600'000;    // connections older than this are closed when returned
+    int server_idle_timeout_ms = 600'000;  // idle connections past this are closed
 };
 
 /// How pglane authenticates clients itself ("auth" section). Absent: rw and ro relay the
@@ -59,6 +79,7 @@ struct Config {
     int workers = 0;  // 0: one per core
     std::string log_level = "info";
     Limits limits;
+    PoolSettings pool;
 
     [[nodiscard]] const std::optional<Endpoint>& listener(ListenerKind kind) const {
         return kind == ListenerKind::rw ? listen_rw : kind == ListenerKind::ro ? listen_ro : listen_auto;

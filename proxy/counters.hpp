@@ -21,6 +21,8 @@ namespace pglane::proxy {
     X(client_protocol_errors_total, "counter", "Clients disconnected for malformed protocol input (08P01)") \
     X(client_unrouted_total, "counter", "Clients refused because no node could serve them")               \
     X(client_startup_timeouts_total, "counter", "Clients dropped for not completing startup in time")     \
+    X(clients_over_max_connections_total, "counter", "Clients refused (53300): limits.max_client_connections reached") \
+    X(clients_over_user_connections_total, "counter", "Clients refused (53300): their user's connection limit reached") \
     X(sessions_fenced_total, "counter", "Sessions closed because their primary stopped being elected")    \
     X(sessions_moved_total, "counter", "Sessions that kept their socket and moved to a new primary")      \
     X(unit_errors_total, "counter", "Statement units answered with an error by pglane (no primary, lost transaction)") \
@@ -29,6 +31,7 @@ namespace pglane::proxy {
     X(units_to_primary_total, "counter", "Statement units (a Query, or messages up to Sync) run on the primary")  \
     X(units_to_standby_total, "counter", "Statement units run on a standby")                                     \
     X(read_retries_total, "counter", "Reads refused by a standby and run again on the primary")                 \
+    X(statements_replanned_total, "counter", "Pooled prepared statements prepared again after DDL changed their result (0A000) and run again") \
     X(session_pins_total, "counter", "Sessions pinned to the primary (temp tables, LISTEN, advisory locks...)") \
     X(classification_cache_hits_total, "counter", "Statements classified from the cache")                      \
     X(classification_cache_misses_total, "counter", "Statements parsed with libpg_query")                      \

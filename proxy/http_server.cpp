@@ -1,4 +1,5 @@
-// The only translation unit that includes Beast: it is heavy to compile.
+// The only translation unit that includes Beast (it is heavy to compile): the metrics
+// endpoint, and the small client `pglane status` reads it with.
 #include "proxy/http_server.hpp"
 
 #include "common/log.hpp"
@@ -101,6 +102,72 @@ void HttpServer::start() {
 void HttpServer::stop() {
     impl_->io.stop();
     if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+namespace {
+
+asio::awaitable<void> get_into(const Endpoint& endpoint, const std::string& target, std::chrono::milliseconds timeout,
+                               HttpGetResult& out) {
+    auto executor = co_await asio::this_coro::executor;
+    tcp::resolver resolver(executor);
+    beast::tcp_stream stream(executor);
+    std::string port = std::to_string(endpoint.port);
+    asio::steady_timer resolve_deadline(executor, timeout);
+    resolve_deadline.async_wait([&resolver](const boost::system::error_code& ec) {
+        if (!ec) resolver.cancel();
+    });
+    auto [resolve_ec, results] = co_await resolver.async_resolve(endpoint.host, port, use_nothrow);
+    resolve_deadline.cancel();
+    if (resolve_ec) {
+        out.error = fmt::format("cannot resolve {}: {}", endpoint.host, resolve_ec.message());
+        co_return;
+    }
+    stream.expires_after(timeout);
+    auto [connect_ec, connected] = co_await stream.async_connect(results, use_nothrow);
+    if (connect_ec) {
+        out.error = connect_ec == beast::error::timeout ? std::string("connection timed out") : connect_ec.message();
+        co_return;
+    }
+    http::request<http::empty_body> request(http::verb::get, target, 11);
+    request.set(http::field::host, endpoint.to_string());
+    request.set(http::field::user_agent, "pglane-status");
+    request.keep_alive(false);
+    stream.expires_after(timeout);
+    auto [write_ec, written] = co_await http::async_write(stream, request, use_nothrow);
+    if (write_ec) {
+        out.error = "sending the request failed: " + write_ec.message();
+        co_return;
+    }
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    stream.expires_after(timeout);
+    auto [read_ec, read] = co_await http::async_read(stream, buffer, response, use_nothrow);
+    if (read_ec) {
+        out.error = "reading the answer failed: " + read_ec.message();
+        co_return;
+    }
+    out.response.status = static_cast<int>(response.result_int());
+    out.response.content_type = std::string(response[http::field::content_type]);
+    out.response.body = std::move(response.body());
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace
+
+HttpGetResult http_get(const Endpoint& endpoint, const std::string& target, std::chrono::milliseconds timeout) {
+    HttpGetResult result;
+    asio::io_context io{1};
+    asio::co_spawn(io, get_into(endpoint, target, timeout, result), [&result](std::exception_ptr error) {
+        if (!error) return;
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            result.error = e.what();
+        }
+    });
+    io.run();
+    return result;
 }
 
 }  // namespace pglane::proxy

@@ -4,6 +4,7 @@
 
 #include "proxy/config.hpp"
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,5 +32,14 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+/// The client side, for `pglane status`: one GET of `target` (e.g. "/status") on `endpoint`,
+/// every step bounded by `timeout`. Empty `error` and the answer, or why it failed.
+struct HttpGetResult {
+    std::string error;
+    HttpResponse response;
+};
+[[nodiscard]] HttpGetResult http_get(const Endpoint& endpoint, const std::string& target,
+                                     std::chrono::milliseconds timeout);
 
 }  // namespace pglane::proxy

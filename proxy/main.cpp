@@ -3,7 +3,9 @@
 #include "common/log.hpp"
 #include "pglane_version.hpp"
 #include "proxy/config.hpp"
+#include "proxy/manual.hpp"
 #include "proxy/server.hpp"
+#include "proxy/status_cli.hpp"
 
 #include <csignal>
 #include <cstdio>
@@ -12,21 +14,14 @@
 
 namespace {
 
-constexpr const char* usage = R"(usage: pglane --config FILE          run the proxy
-       pglane --check-config --config FILE   validate FILE and exit (0 valid, 1 invalid)
-       pglane --version                print the version
-       pglane --help                   print this help
-
-pglane accepts PostgreSQL clients on the ports in the config's "listen" section:
-  listen.rw   every session goes to the elected primary (and is closed if it changes)
-  listen.ro   every session goes to a healthy standby, round-robin (primary as fallback)
-and serves /metrics, /status and /health on "metrics_listen".
-Logs go to stderr, one event a line. See README.md for the configuration keys.
+constexpr const char* usage = R"(usage: pglane --config FILE | --check-config --config FILE | status [--url URL] [--watch [SECONDS]]
+              | --version | --help (the manual)
 )";
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::string_view(argv[1]) == "status") return pglane::proxy::run_status_command(argc - 2, argv + 2);
     std::string config_path;
     bool check_only = false;
     for (int i = 1; i < argc; ++i) {
@@ -36,7 +31,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (arg == "--help" || arg == "-h") {
-            std::fputs(usage, stdout);
+            std::fputs(pglane::proxy::manual, stdout);
             return 0;
         }
         if (arg == "--check-config") {

@@ -4,6 +4,7 @@
 #include "health/checker.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/client_auth.hpp"
+#include "proxy/client_limits.hpp"
 #include "proxy/function_catalogs.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/status.hpp"
@@ -30,14 +31,17 @@ CounterTotals sum_counters(const std::vector<std::unique_ptr<Worker>>& workers, 
 }
 
 HttpResponse answer_http(std::string_view path, const health::HealthChecker& health,
-                         const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count) {
+                         const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count,
+                         const PoolStatsRegistry& pools) {
     auto topology = health.topology();
     if (path == "/metrics") {
         return {200, "text/plain; version=0.0.4; charset=utf-8",
-                render_metrics(*topology, sum_counters(workers, node_count))};
+                render_metrics(*topology, sum_counters(workers, node_count)) + pools.render_metrics()};
     }
     if (path == "/status") {
-        return {200, "application/json", render_status(*topology, sum_counters(workers, node_count)).dump(2) + "\n"};
+        nlohmann::json status = render_status(*topology, sum_counters(workers, node_count));
+        status["pools"] = pools.to_json();
+        return {200, "application/json", status.dump(2) + "\n"};
     }
     if (path == "/health") {
         // Ready when writes can be served: what a load balancer in front of pglane asks.
@@ -62,6 +66,7 @@ int run_server(const Config& config) {
     CancelRegistry cancels;
     std::atomic<std::uint64_t> read_only_turn{0};
     FunctionCatalogs catalogs;
+    ClientLimits limits(config.limits);
     std::unique_ptr<SecretSources> secrets;
     if (config.auth) {
         secrets = std::make_unique<SecretSources>();
@@ -75,20 +80,23 @@ int run_server(const Config& config) {
     }
 
     std::vector<std::unique_ptr<Worker>> workers;
+    PoolStatsRegistry pool_stats;
     int count = worker_count(config);
     for (int i = 0; i < count; ++i) {
         auto worker = std::make_unique<Worker>(
             config, [&health] { return health.topology(); }, [&health] { health.probe_now(); }, cancels, read_only_turn,
-            secrets.get(), catalogs);
+            secrets.get(), catalogs, limits);
         for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
         }
+        if (config.pool.mode == PoolSettings::Mode::transaction)
+            worker->enable_pooling(pool_stats, static_cast<std::size_t>(count));
         workers.push_back(std::move(worker));
     }
     std::unique_ptr<HttpServer> http;
     if (config.metrics_listen) {
         http = std::make_unique<HttpServer>(*config.metrics_listen, [&](std::string_view path) {
-            return answer_http(path, health, workers, config.nodes.size());
+            return answer_http(path, health, workers, config.nodes.size(), pool_stats);
         });
     }
 

@@ -13,6 +13,7 @@
 
 #include <boost/asio.hpp>
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -95,6 +96,19 @@ public:
     std::size_t settings_applied = 0;
     /// A replay LSN this standby is known to have reached (read-your-writes).
     std::uint64_t known_replay_lsn = 0;
+
+    // Transaction pooling (proxy/server_pool.hpp): what a pooled connection carries between
+    // the clients it serves.
+    /// The set_config() statement that applied the current client's startup parameters here
+    /// (empty: the server's defaults, as after login or RESET ALL).
+    std::string applied_startup;
+    /// False from the moment a client unit is written until its last ReadyForQuery: a
+    /// connection returned in between is discarded, never lent again.
+    bool between_units = true;
+    protocol::TransactionStatus ready_status = protocol::TransactionStatus::idle;
+    std::chrono::steady_clock::time_point opened_at = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point idle_since = opened_at;
+    void drop_pending_async() { pending_async_.clear(); }
 
 private:
     [[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(std::uint32_t max);

@@ -1,7 +1,9 @@
 #include "proxy/startup.hpp"
 
 #include "common/log.hpp"
+#include "protocol/startup_phase.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/client_limits.hpp"
 #include "proxy/net.hpp"
 #include "routing/node_choice.hpp"
 
@@ -19,6 +21,11 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
     auto target = services.cancels.find(key);
     if (!target) {
         log::info("cancel_request_unmatched", {{"client", peer}, {"process_id", key.process_id}});
+        co_return;
+    }
+    if (target->port == 0) {
+        // A pooled session between statements: no server is running anything of its own.
+        log::info("cancel_request_idle", {{"client", peer}, {"process_id", key.process_id}});
         co_return;
     }
     tcp::socket server(co_await asio::this_coro::executor);
@@ -73,25 +80,28 @@ asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, 
 asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuffer& in, SessionServices& services,
                                                    ListenerKind kind, const std::string& peer) {
     ClientStartup result;
-    auto protocol_error = [&](std::string message) {
-        services.counters.add(kind, ListenerCounter::client_protocol_errors_total);
-        result.stop = Disconnect{std::string(protocol::sqlstate::protocol_violation), std::move(message), "malformed_startup"};
-        return result;
-    };
+    // What to do with each packet is decided by protocol::StartupPhase (pure, fuzzed); this
+    // loop only reads, answers and forwards.
+    protocol::StartupPhase phase(services.config.limits.max_startup_packet_bytes);
     for (;;) {
-        auto frame = co_await read_frame(client, in, true, services.config.limits.max_startup_packet_bytes);
-        if (!frame) {
-            result.stop = Disconnect::quiet("client_left_during_startup");
-            co_return result;
+        protocol::StartupStep step = phase.next(in.unread());
+        if (step.action == protocol::StartupAction::need_more) {
+            if (step.frame_size != 0) in.reserve_frame(step.frame_size);
+            else in.compact();
+            auto [ec, n] = co_await client.async_read_some(free_buffer(in), use_nothrow);
+            if (ec) {
+                result.stop = Disconnect::quiet("client_left_during_startup");
+                co_return result;
+            }
+            in.commit(n);
+            continue;
         }
-        if (frame->status == protocol::FrameStatus::malformed)
-            co_return protocol_error(fmt::format("invalid length of startup packet ({})", frame->length));
-        result.packet = protocol::parse_startup(frame->body);
-        result.raw.assign(protocol::as_text(in.unread().first(frame->size)));
-        in.consume(frame->size);
-        switch (result.packet.kind) {
-            case protocol::StartupKind::ssl_request:
-            case protocol::StartupKind::gssenc_request: {
+        result.packet = std::move(step.packet);
+        if (step.action == protocol::StartupAction::start_session)
+            result.raw.assign(protocol::as_text(in.unread().first(step.bytes)));
+        in.consume(step.bytes);
+        switch (step.action) {
+            case protocol::StartupAction::decline_encryption: {
                 // Encryption is declined: clients with sslmode=prefer carry on in plaintext.
                 auto [ec, n] = co_await asio::async_write(client, asio::buffer("N", 1), use_nothrow);
                 if (ec) {
@@ -100,20 +110,23 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
                 }
                 continue;
             }
-            case protocol::StartupKind::cancel_request: {
+            case protocol::StartupAction::forward_cancel: {
                 const protocol::BackendKey key{result.packet.process_id, result.packet.secret_key};
                 co_await forward_cancel(services, kind, key, peer);
                 result.cancel_handled = true;
                 result.stop = Disconnect::quiet("cancel_request");
                 co_return result;
             }
-            case protocol::StartupKind::unsupported_version:
-                result.stop = Disconnect{std::string(protocol::sqlstate::feature_not_supported), result.packet.error,
-                                         "unsupported_protocol"};
+            case protocol::StartupAction::refuse:
+                if (step.sqlstate == protocol::sqlstate::protocol_violation)
+                    services.counters.add(kind, ListenerCounter::client_protocol_errors_total);
+                result.stop = Disconnect{std::string(step.sqlstate), std::move(step.message), std::string(step.reason)};
                 co_return result;
-            case protocol::StartupKind::malformed:
-                co_return protocol_error(result.packet.error);
-            case protocol::StartupKind::startup:
+            case protocol::StartupAction::start_session:
+                // Client limits are checked once the user is named, before any server is asked.
+                result.stop = admit_client(services, kind, client.native_handle(), result.packet.parameter("user"), peer);
+                co_return result;
+            case protocol::StartupAction::need_more:
                 co_return result;
         }
     }

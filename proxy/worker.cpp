@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "proxy/auto_session.hpp"
+#include "proxy/client_limits.hpp"
 
 #include <fmt/format.h>
 
@@ -10,14 +11,30 @@ namespace pglane::proxy {
 namespace {
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// Serves one accepted connection with its share of the client limits: the startup phase
+// admits the session into `slot` once the startup packet names the user, and the share is
+// given back when the session ends, whichever kind of session served it.
+asio::awaitable<void> serve_within_limits(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+    ClientLimits::Slot slot;
+    ClientLimits::Attachment attachment(*services.limits, socket.native_handle(), slot);
+    // With an "auth" section pglane authenticates every client itself; the auto port
+    // always does (the config refuses it without one). The session is named before it is
+    // awaited: no temporaries inside a co_await expression (GCC 12).
+    asio::awaitable<void> session = services.secrets ? serve_authenticated_client(std::move(socket), kind, services)
+                                                     : serve_client(std::move(socket), kind, services);
+    co_await std::move(session);
+}
 }  // namespace
 
 Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
                CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
-               FunctionCatalogs& catalogs)
+               FunctionCatalogs& catalogs, ClientLimits& limits)
     : counters_(config.nodes.size()),
       services_{config,    std::move(topology), std::move(probe_now), cancels,  counters_, read_only_turn,
-                registry_, secrets,             classifications_,     catalogs} {}
+                registry_, secrets,             classifications_,     catalogs} {
+    services_.limits = &limits;
+}
 
 Worker::~Worker() {
     io_.stop();
@@ -45,7 +62,13 @@ void Worker::listen(ListenerKind kind, const Endpoint& endpoint) {
     acceptors_.emplace_back(std::move(acceptor), kind);
 }
 
+void Worker::enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count) {
+    pools_ = std::make_unique<ServerPools>(io_.get_executor(), services_.config, counters_, stats, worker_count);
+    services_.pools = pools_.get();
+}
+
 void Worker::start() {
+    if (pools_) asio::co_spawn(io_, pools_->maintain(), asio::detached);
     for (auto& [acceptor, kind] : acceptors_) {
         asio::co_spawn(io_, accept_loop(*acceptor, kind), asio::detached);
     }
@@ -63,17 +86,15 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, ListenerKind 
             co_await pause.async_wait(use_nothrow);
             continue;
         }
-        // With an "auth" section pglane authenticates every client itself; the auto port
-        // always does (the config refuses it without one).
-        if (services_.secrets)
-            asio::co_spawn(io_, serve_authenticated_client(std::move(socket), kind, services_), asio::detached);
-        else
-            asio::co_spawn(io_, serve_client(std::move(socket), kind, services_), asio::detached);
+        asio::co_spawn(io_, serve_within_limits(std::move(socket), kind, services_), asio::detached);
     }
 }
 
 void Worker::publish_topology(health::TopologyPtr topology) {
-    asio::post(io_, [this, topology = std::move(topology)] { registry_.on_topology(*topology); });
+    asio::post(io_, [this, topology = std::move(topology)] {
+        if (pools_) pools_->on_topology(*topology);
+        registry_.on_topology(*topology);
+    });
 }
 
 void Worker::shutdown(Disconnect why) {
@@ -82,6 +103,7 @@ void Worker::shutdown(Disconnect why) {
         boost::system::error_code ec;
         for (auto& [acceptor, kind] : acceptors_) acceptor->close(ec);
         registry_.close_all(why);
+        if (pools_) pools_->stop();
     });
 }
 

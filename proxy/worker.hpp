@@ -3,6 +3,7 @@
 // so the kernel spreads connections), and every session it accepted for their whole life.
 
 #include "proxy/client_session.hpp"
+#include "proxy/server_pool.hpp"
 
 #include <boost/asio.hpp>
 
@@ -17,11 +18,13 @@ class Worker {
 public:
     Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
            CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
-           FunctionCatalogs& catalogs);
+           FunctionCatalogs& catalogs, ClientLimits& limits);
     ~Worker();
 
     /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.
     void listen(ListenerKind kind, const Endpoint& endpoint);
+    /// Transaction pooling (pool.mode): this worker's share of the pools. Before start().
+    void enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count);
     void start();
     /// Thread-safe: fences rw sessions whose primary changed.
     void publish_topology(health::TopologyPtr topology);
@@ -41,6 +44,7 @@ private:
     routing::ClassificationCache classifications_;
     SessionServices services_;
     std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
+    std::unique_ptr<ServerPools> pools_;
     std::thread thread_;
     bool stopping_ = false;
 };

@@ -1,7 +1,8 @@
 """Bad input from one client costs that client its connection and nothing else: garbage
 before startup and malformed messages after startup get ErrorResponse 08P01 and a close
 on each port, the server-side session goes away, while a psycopg2 session and a pgbench
-run through the same port keep working."""
+run through the same port keep working. test_bad_input_battery.py runs the whole battery (also on
+the auto port) under load."""
 
 import os
 import re
@@ -24,7 +25,9 @@ PGLANE = None
 GARBAGE = {
     "http request": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",       # declared length ~1.2 GB
     "length under 8": b"\x00\x00\x00\x02\xde\xad\xbe\xef",
-    "all ones": b"\xff" * 64,
+    "all ones": b"\xff" * 64,                                    # negative length
+    "length 0": b"\x00\x00\x00\x00",
+    "length 2^31-1": b"\x7f\xff\xff\xff\x00\x03\x00\x00",
 }
 
 # Messages sent after a successful startup.
@@ -34,6 +37,8 @@ BAD_MESSAGES = {
     "length 0": b"P\x00\x00\x00\x00",
     "unknown type '!'": b"!\x00\x00\x00\x04",
     "backend-only type 'T'": b"T\x00\x00\x00\x06\x00\x00",
+    "negative length": b"P\xff\xff\xff\xfe\x00\x00",
+    "garbage": b"\x00\xfe" + bytes(range(40)),
 }
 
 

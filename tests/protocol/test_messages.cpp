@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace pglane::protocol;
 using namespace pglane::test;
@@ -330,4 +331,38 @@ TEST_CASE("Execute cut short or with trailing bytes is rejected", "[messages][re
     CHECK_FALSE(read_execute(bytes(cstr("p"))).has_value());
     CHECK_FALSE(read_execute(bytes(cstr("p") + be32(1) + "x")).has_value());
     CHECK_FALSE(read_execute(bytes("p")).has_value());
+}
+
+TEST_CASE("Parse declaring more parameter types than its body holds is rejected before reading them",
+          "[messages][readers]") {
+    // 32767 declared, none present: refused by the size check, not by reading past the end.
+    CHECK_FALSE(read_parse(bytes(cstr("") + cstr("SELECT 1") + be16(0x7FFF))).has_value());
+    CHECK_FALSE(read_parse(bytes(cstr("") + cstr("SELECT $1") + be16(2) + be32(23) + "xyz")).has_value());
+    auto two = read_parse(bytes(cstr("") + cstr("SELECT $1, $2") + be16(2) + be32(23) + be32(25)));
+    REQUIRE(two.has_value());
+    CHECK(two->parameter_types == std::vector<std::uint32_t>{23, 25});
+}
+
+TEST_CASE("SASLInitialResponse reads the mechanism and the initial response", "[messages][readers]") {
+    const std::string body = cstr("SCRAM-SHA-256") + be32(8) + "n,,n=,r=";
+    auto response = read_sasl_initial_response(bytes(body));
+    REQUIRE(response.has_value());
+    CHECK(response->mechanism == "SCRAM-SHA-256");
+    CHECK(response->data == "n,,n=,r=");
+}
+
+TEST_CASE("SASLInitialResponse with length -1 has no initial response", "[messages][readers]") {
+    const std::string body = cstr("SCRAM-SHA-256") + be32(0xFFFFFFFF);
+    auto response = read_sasl_initial_response(bytes(body));
+    REQUIRE(response.has_value());
+    CHECK(response->data.empty());
+}
+
+TEST_CASE("SASLInitialResponse with a bad length or trailing bytes is rejected", "[messages][readers]") {
+    CHECK_FALSE(read_sasl_initial_response(bytes(cstr("SCRAM-SHA-256") + be32(0xFFFFFFFE))).has_value());
+    CHECK_FALSE(read_sasl_initial_response(bytes(cstr("SCRAM-SHA-256") + be32(0x7FFFFFFF) + "abc")).has_value());
+    CHECK_FALSE(read_sasl_initial_response(bytes(cstr("SCRAM-SHA-256") + be32(2) + "abc")).has_value());
+    CHECK_FALSE(read_sasl_initial_response(bytes(cstr("SCRAM-SHA-256") + be32(4) + "abc")).has_value());
+    CHECK_FALSE(read_sasl_initial_response(bytes(cstr("SCRAM-SHA-256") + be16(1))).has_value());
+    CHECK_FALSE(read_sasl_initial_response(bytes("SCRAM-SHA-256")).has_value());
 }

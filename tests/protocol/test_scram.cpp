@@ -203,6 +203,27 @@ TEST_CASE("a tampered proof is refused as a wrong password") {
     REQUIRE(client_final_error(tampered).find("password authentication failed") != std::string::npos);
 }
 
+TEST_CASE("a malformed client-final fails as a protocol violation, a wrong proof as a wrong password") {
+    auto tampered_nonce = rfc_client_final;
+    tampered_nonce[10] = 'X';
+    auto tampered_proof = rfc_client_final;
+    tampered_proof[tampered_proof.size() - 3] = tampered_proof[tampered_proof.size() - 3] == 'A' ? 'B' : 'A';
+    std::string error;
+
+    auto malformed = server_after_first();
+    CHECK(malformed.failure() == ServerExchange::Failure::none);
+    CHECK_FALSE(malformed.client_final(tampered_nonce, error));
+    CHECK(malformed.failure() == ServerExchange::Failure::malformed);
+
+    auto wrong = server_after_first();
+    CHECK_FALSE(wrong.client_final(tampered_proof, error));
+    CHECK(wrong.failure() == ServerExchange::Failure::wrong_proof);
+
+    ServerExchange garbage_first(rfc_verifier());
+    CHECK_FALSE(garbage_first.client_first("x,,n=,r=abc", error));
+    CHECK(garbage_first.failure() == ServerExchange::Failure::malformed);
+}
+
 TEST_CASE("malformed client-first messages are errors") {
     const std::vector<std::string> messages = {
         "",                       // nothing

@@ -1,0 +1,80 @@
+#pragma once
+// `pglane --help`: the manual page, kept true to what main() and run_server() do (the
+// integration test test_packaging.py checks each option and signal it names).
+
+namespace pglane::proxy {
+
+inline constexpr const char* manual = R"(NAME
+    pglane - PostgreSQL wire-protocol proxy and load balancer for an HA cluster
+
+SYNOPSIS
+    pglane --config FILE
+    pglane --check-config --config FILE
+    pglane status [--url URL | --config FILE] [--watch [SECONDS]]
+    pglane --version
+    pglane --help
+
+DESCRIPTION
+    pglane stands in front of one PostgreSQL primary and its hot standbys. Clients connect
+    to it as they would to PostgreSQL, on the ports of the config's "listen" section:
+      listen.auto  one port for everything: each statement goes where it belongs (reads to
+                   standbys, writes and transactions to the primary); needs an "auth" section
+      listen.rw    every session goes to the elected primary
+      listen.ro    every session goes to a healthy standby, round-robin (primary as fallback)
+    It probes every node, elects the primary (the node out of recovery on the highest
+    timeline), holds back lagging standbys, follows promotions and, with failover.enabled,
+    promotes a standby itself. "metrics_listen" serves /metrics (Prometheus), /status (JSON)
+    and /health (200 when a primary is elected) over HTTP.
+    Logs go to stderr, one event a line: time level event key=value ...
+    The configuration keys are described in README.md ("Running pglane").
+
+OPTIONS
+    --config FILE, --config=FILE
+        The JSON configuration file. Required to run.
+    --check-config
+        Validate the configuration and exit; an error names the offending key.
+    --version
+        Print the version and exit.
+    --help, -h
+        Print this manual and exit.
+
+SUBCOMMANDS
+    status [--url URL | --config FILE] [--watch [SECONDS]]
+        Read a running pglane's /status and print the cluster as a table: node, role, up or
+        DOWN, timeline, replay lag (bytes and seconds), routing (writes, reads, HELD BACK,
+        FENCED), server connections, notes.
+        --url URL          http://HOST:PORT[/PATH] or HOST:PORT of the metrics endpoint
+                           (default http://127.0.0.1:9187/status)
+        --config FILE      take the address from FILE's metrics_listen
+        --watch [SECONDS]  clear the screen and refresh every SECONDS (default 2) until Ctrl-C
+
+SIGNALS
+    SIGTERM, SIGINT
+        Stop accepting, close every client session with FATAL 57P01 ("pglane is shutting
+        down") without waiting for open transactions, end the server connections and exit 0.
+    SIGPIPE
+        Ignored (a vanished peer is an error on its own connection only).
+    Other signals keep their default action: SIGHUP does not reload the configuration, it
+    terminates pglane like any unhandled signal; restart pglane to apply a new configuration.
+
+FILES
+    The configuration file given with --config (no default path; packaging/pglane.service
+    uses /etc/pglane/pglane.json), and the PgBouncer-format users file named by
+    auth.users_file. pglane writes no files.
+
+EXIT STATUS
+    0   stopped by SIGTERM or SIGINT; the configuration is valid (--check-config); --version,
+        --help; status printed
+    1   invalid configuration, a port that cannot be bound, any other fatal error; status:
+        pglane unreachable or its answer unusable
+    2   bad command line
+
+EXAMPLES
+    pglane --check-config --config /etc/pglane/pglane.json
+    pglane --config /etc/pglane/pglane.json
+    pglane status --url 127.0.0.1:9187
+    pglane status --config /etc/pglane/pglane.json --watch 1
+    psql "host=127.0.0.1 port=6432 user=app dbname=app"
+)";
+
+}  // namespace pglane::proxy
