@@ -79,7 +79,7 @@ class TransactionPooling(unittest.TestCase):
         cls.wide = cls.narrow = None
         try:
             cls.wide = AutoPglane(cls.cluster, users=users, log_level="info", overrides={
-                "workers": 1, "pool": {"mode": "transaction", "size": 10, "max_wait_ms": 60000}}).start()
+                "workers": 1, "pool": {"mode": "transaction", "size": 10, "min_idle": 2, "max_wait_ms": 60000}}).start()
             cls.narrow = AutoPglane(cls.cluster, users=users, log_level="debug", overrides={
                 "workers": 1, "pool": {"mode": "transaction", "size": 1, "max_wait_ms": 1500}}).start()
             for p in (cls.wide, cls.narrow):
@@ -408,6 +408,33 @@ class TransactionPooling(unittest.TestCase):
 
         asyncio.run(afterwards())
         self.assertEqual(self.direct("SELECT count(*) FROM pool_kill WHERE v >= 1000")[0][0], "50")
+
+    def test_a_stopped_standby_empties_its_pool_which_refills_when_it_returns(self):
+        p = self.wide
+
+        def idle(node):
+            return metric(p, "pglane_pool_idle_connections", node=node, database=DB)
+
+        conn = self.connect(p)
+        try:
+            for _ in range(6):
+                self.value(conn, "SELECT 1")  # reads: the standbys' pools are used
+            pgwire.poll(lambda: idle("n2") >= 2, 10, "n2's pool holding min_idle connections")
+            self.cluster.stop("n2")
+            try:
+                p.wait_until(lambda s: not next(n for n in s["nodes"] if n["name"] == "n2")["up"], 15, "n2 down")
+                pgwire.poll(lambda: idle("n2") == 0, 10, "n2's idle connections closed")
+                for _ in range(10):
+                    self.assertEqual(self.value(conn, "SELECT current_setting('cluster_name')"), "n1")
+            finally:
+                self.cluster.start("n2")
+            p.wait_until(pgwire.all_routable, 30, "n2 routable again")
+            # min_idle refills the pool of the node that came back, without any client asking.
+            pgwire.poll(lambda: idle("n2") >= 2, 15, "n2's pool refilled to min_idle")
+            nodes = {self.value(conn, "SELECT current_setting('cluster_name')") for _ in range(10)}
+            self.assertIn("n2", nodes)
+        finally:
+            conn.close()
 
 
 if __name__ == "__main__":
