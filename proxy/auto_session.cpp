@@ -276,6 +276,18 @@ asio::awaitable<Disconnect> AutoSession::serve() {
             client_terminated_ = true;
             co_return Disconnect::quiet("client_terminated");
         }
+        if (skip_until_sync_) {
+            if (unit.terminate) {
+                client_terminated_ = true;
+                co_return Disconnect::quiet("client_terminated");
+            }
+            if (!unit.complete) continue;
+            skip_until_sync_ = false;
+            std::string ready;
+            protocol::append_ready_for_query(ready, status_);
+            if (!co_await write_client(ready)) co_return Disconnect::quiet("client_disconnected");
+            continue;
+        }
         if (co_await answer_pglane_setting(unit)) continue;
         if (co_await answer_deallocate(unit)) continue;
         if (co_await defer_begin(unit)) continue;
@@ -313,8 +325,13 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
         }
         client_in_.compact();
         // Wait for the client, or for the session to be fenced while it is idle. A LISTENing
-        // session also waits for notifications from its primary.
-        fence_timer_.expires_at(asio::steady_timer::time_point::max());
+        // session also waits for notifications from its primary. The fence timer doubles as
+        // the idle timeout: it expires, where fencing cancels it.
+        const bool in_transaction = status_ != protocol::TransactionStatus::idle || !unit.bytes.empty();
+        const int idle_limit_ms = in_transaction ? services_.config.limits.idle_in_transaction_timeout_ms
+                                                 : services_.config.limits.idle_session_timeout_ms;
+        if (idle_limit_ms > 0) fence_timer_.expires_after(std::chrono::milliseconds(idle_limit_ms));
+        else fence_timer_.expires_at(asio::steady_timer::time_point::max());
         ServerConnection* listening = nullptr;
         if (router_.pin() == routing::PinReason::listen && primary_node_ && servers_[*primary_node_] &&
             !servers_[*primary_node_]->broken())
@@ -335,6 +352,21 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
                                fence_timer_.async_wait(use_nothrow));
         }
         if (fence_) co_return *fence_;
+        if (result.index() == 1 && !std::get<0>(std::get<1>(result))) {
+            services_.counters.add(kind_, ListenerCounter::idle_timeouts_total);
+            if (in_transaction) {
+                co_return Disconnect{"25P03",
+                                     fmt::format("terminating connection due to idle-in-transaction timeout ({} ms, "
+                                                 "pglane limits.idle_in_transaction_timeout_ms)",
+                                                 idle_limit_ms),
+                                     "idle_in_transaction_timeout"};
+            }
+            co_return Disconnect{"57P05",
+                                 fmt::format("terminating connection due to idle-session timeout ({} ms, pglane "
+                                             "limits.idle_session_timeout_ms)",
+                                             idle_limit_ms),
+                                 "idle_session_timeout"};
+        }
         if (result.index() == 0 && std::get<0>(std::get<0>(result))) co_return Disconnect::quiet("client_disconnected");
         boost::system::error_code ec;
         std::size_t n = client_.read_some(free_buffer(client_in_), ec);
@@ -379,6 +411,9 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
     // Pooled connections know a client's named statements by pooled names: Parse, Bind,
     // Describe and Close are appended renamed (append_client_message), the rest as received.
     const bool renames = services_.pools && (tag == 'P' || tag == 'B' || tag == 'D' || tag == 'C');
+    unit.ends_with_flush = tag == 'H';
+    if (tag == 'Q' || tag == 'B' || tag == 'E' || tag == 'F' || tag == 'd' || tag == 'c' || tag == 'f')
+        unit.runs_statements = true;
     if (!renames) unit.bytes.append(protocol::as_text(raw));
     switch (tag) {
         case 'Q': {

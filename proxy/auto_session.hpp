@@ -44,6 +44,8 @@ struct Unit {
     std::vector<std::string> closes;                    // statement names this unit Closes, as servers know them
     std::vector<std::string> sql_prepares, sql_executes;
     std::vector<std::string> session_sql;               // SET-like statements to replay elsewhere
+    bool runs_statements = false;      // has a Query, Bind, Execute, FunctionCall or COPY data
+    bool ends_with_flush = false;      // its last message so far is a Flush
     bool describes = false;            // has a Describe: the client reads the result's shape afresh
     bool per_column_formats = false;   // a Bind names a format per result column
     bool simple = false;       // a simple Query
@@ -152,6 +154,9 @@ private:
     std::deque<bool> close_replies_;
     bool savepoint_in_transaction_ = false;
     bool unit_failed_ = false;
+    /// A pooled unit that only prepared and described was ended at its Flush with a Sync of
+    /// pglane's own and failed: as a server would, skip the client's messages up to its Sync.
+    bool skip_until_sync_ = false;
     std::uint64_t next_version_ = 1;
     int max_lag_ms_ = -1;
     std::optional<protocol::BackendKey> client_key_;

@@ -220,6 +220,12 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     if (std::string pending = server.take_pending_async(); !pending.empty()) {
         if (!co_await write_client(pending)) co_return Disconnect::quiet("client_disconnected");
     }
+    // Under pooling, a unit that only prepares and describes statements (Parse, Describe,
+    // Flush: asyncpg's prepare) is ended with a Sync of pglane's own, so the connection is
+    // not held while the client thinks; what it sends next is a unit of its own.
+    const bool sync_at_flush = services_.pools && !unit.complete && !unit.terminate && unit.ends_with_flush &&
+                               !unit.runs_statements && status_ == protocol::TransactionStatus::idle &&
+                               deferred_begin_.empty();
     std::string out;
     if (!deferred_begin_.empty()) {
         out = std::move(deferred_begin_);
@@ -229,6 +235,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     }
     out += injections(unit, server);
     out += unit.bytes;
+    if (sync_at_flush) protocol::append_sync(out);
     expect_replies(unit);
     track_sent(unit, server);
     server.between_units = false;
@@ -324,7 +331,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                         status_ = *status;
                         server.ready_status = *status;
                     }
-                    done = unit.complete;
+                    done = unit.complete || sync_at_flush;
+                    if (sync_at_flush) swallow = true;  // the client sent no Sync: no ReadyForQuery
                     // After an error the server skipped to Sync: no more answers are coming.
                     parse_replies_.clear();
                     close_replies_.clear();
@@ -346,6 +354,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         if (done) {
             server.between_units = true;
+            if (sync_at_flush) skip_until_sync_ = unit_failed_;
             if (retrying) {
                 status_ = before;
                 co_return replanning ? Outcome::replan : Outcome::retry_on_primary;
@@ -354,7 +363,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             co_return Outcome::done;
         }
         // 2. Messages the client adds to an open unit (after Flush) or COPY data.
-        bool client_turn = !unit.complete || copy_in;
+        bool client_turn = (!unit.complete && !sync_at_flush) || copy_in;
         if (client_turn) {
             if (auto stop = co_await forward_more_client_messages(unit, server, copy_in)) co_return *stop;
         }

@@ -200,7 +200,12 @@ void parse_limits(const json& root, Config& config) {
     if (!l) return;
     reject_unknown_keys(*l, "limits", {"max_message_bytes", "startup_timeout_ms", "server_connect_timeout_ms",
                                        "max_client_connections", "max_client_connections_per_user",
-                                       "max_client_connections_by_user"});
+                                       "max_client_connections_by_user", "idle_session_timeout_ms",
+                                       "idle_in_transaction_timeout_ms"});
+    read_int(*l, "idle_session_timeout_ms", "limits.idle_session_timeout_ms", config.limits.idle_session_timeout_ms, 0,
+             604'800'000);
+    read_int(*l, "idle_in_transaction_timeout_ms", "limits.idle_in_transaction_timeout_ms",
+             config.limits.idle_in_transaction_timeout_ms, 0, 604'800'000);
     read_int(*l, "max_message_bytes", "limits.max_message_bytes", config.limits.max_message_bytes, 10'000,
              1024LL * 1024 * 1024 - 1);
     read_int(*l, "startup_timeout_ms", "limits.startup_timeout_ms", config.limits.startup_timeout_ms, 100, 3'600'000);

@@ -38,6 +38,11 @@ struct Limits {
     std::uint32_t max_client_connections = 0;
     std::uint32_t max_client_connections_per_user = 0;
     std::map<std::string, std::uint32_t> max_client_connections_by_user;  // overrides per_user
+    // Sessions pglane authenticates (0: no limit): closed with FATAL 57P05 after this long
+    // idle between statements, 25P03 when idle inside a transaction (or mid-unit, holding a
+    // pooled connection), as PostgreSQL's own idle_*_timeout settings do.
+    int idle_session_timeout_ms = 0;
+    int idle_in_transaction_timeout_ms = 0;
 };
 
 /// Server connection pooling for the sessions pglane authenticates ("pool" section).

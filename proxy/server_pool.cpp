@@ -209,6 +209,8 @@ asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> 
         stats.observe_wait(std::chrono::steady_clock::now() - started);
         return Result(std::move(server));
     };
+    bool may_open = false;  // a free place was handed to this client while it waited
+    bool was_waiting = false;
     for (;;) {
         if (stopping_) co_return ServerFailure{std::string(protocol::sqlstate::admin_shutdown), "pglane is shutting down"};
         // 1. An idle connection, still alive (the server may have closed it meanwhile).
@@ -219,8 +221,8 @@ asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> 
             if (server->usable_after_idle()) co_return lend(std::move(server));
             discard(pool, std::move(server));
         }
-        // 2. A new one while the pool is under its size.
-        if (pool.open_ < size_per_worker_) {
+        // 2. A new one while the pool is under its size (and nobody queues before this client).
+        if (pool.open_ < size_per_worker_ && (pool.waiters_.empty() || may_open)) {
             ++pool.open_;
             stats.active.fetch_add(1, std::memory_order_relaxed);
             auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits);
@@ -246,12 +248,16 @@ asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> 
         timer.expires_at(deadline);
         ServerPool::Waiter waiter;
         waiter.timer = &timer;
-        pool.waiters_.push_back(&waiter);
+        // A client woken for a place another took keeps its turn at the front.
+        if (was_waiting) pool.waiters_.push_front(&waiter);
+        else pool.waiters_.push_back(&waiter);
+        was_waiting = true;
         stats.waiting.fetch_add(1, std::memory_order_relaxed);
         co_await timer.async_wait(use_nothrow);
         stats.waiting.fetch_sub(1, std::memory_order_relaxed);
         std::erase(pool.waiters_, &waiter);
         if (waiter.handed) co_return lend(std::move(waiter.handed));
+        may_open = waiter.may_open;
         if (std::chrono::steady_clock::now() >= deadline) break;
     }
     stats.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -316,6 +322,7 @@ void ServerPools::wake_one(ServerPool& pool) {
     if (pool.waiters_.empty()) return;
     ServerPool::Waiter* first = pool.waiters_.front();
     pool.waiters_.pop_front();
+    first->may_open = true;
     first->timer->cancel();
 }
 
@@ -389,7 +396,7 @@ asio::awaitable<void> ServerPools::maintain() {
             }
             // Refill to min_idle once a client has logged in (pglane holds no credentials before).
             if (!pool->have_credentials_ || !node_usable(pool->node_)) continue;
-            if (pool->idle_.size() < min_idle_per_worker_ && pool->open_ < size_per_worker_) {
+            if (pool->idle_.size() < min_idle_per_worker_ && pool->open_ < size_per_worker_ && pool->waiters_.empty()) {
                 // One per pool per tick: a refill never floods a node that just came back.
                 asio::co_spawn(executor_, open_idle(*pool), asio::detached);
             }

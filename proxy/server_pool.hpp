@@ -94,6 +94,7 @@ private:
     struct Waiter {
         asio::steady_timer* timer = nullptr;
         std::unique_ptr<ServerConnection> handed;  // a connection given straight to this waiter
+        bool may_open = false;                     // woken because a place to open one is free
     };
 
     std::size_t node_;

@@ -40,8 +40,10 @@ def scrape(pglane):
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ", 3)
-            assert kind in ("gauge", "counter"), line
+            assert kind in ("gauge", "counter", "histogram"), line
             typed.add(name)
+            if kind == "histogram":
+                typed.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
             continue
         if line.startswith("# HELP ") or not line:
             continue

@@ -254,13 +254,23 @@ class TransactionPooling(unittest.TestCase):
                     out.append(await one.fetchval("SELECT $1::int * 2", i))
                     out.append(await two.fetchval("SELECT $1::int * 3", i))
                 pids = (await one.fetchval("SELECT pg_backend_pid()"), await two.fetchval("SELECT pg_backend_pid()"))
+                # An explicit prepare (Parse, Describe, Flush) does not hold the only
+                # connection until the statement runs: pglane ends it with its own Sync.
+                s1 = await one.prepare("SELECT $1::int - 1")
+                s2 = await two.prepare("SELECT $1::text || '-prepared'")
+                out.append(await s2.fetchval("x"))
+                out.append(await s1.fetchval(10))
+                # A prepare that fails: the error, then the session goes on.
+                with self.assertRaises(asyncpg.PostgresSyntaxError):
+                    await one.prepare("SELEC 1")
+                out.append(await one.fetchval("SELECT 41 + 1"))
                 return out, pids
             finally:
                 await one.close()
                 await two.close()
 
         out, pids = asyncio.run(interleave())
-        self.assertEqual(out, [v for i in range(5) for v in (i + 1, f"{i}-two", i * 2, i * 3)])
+        self.assertEqual(out, [v for i in range(5) for v in (i + 1, f"{i}-two", i * 2, i * 3)] + ["x-prepared", 9, 42])
         self.assertEqual(pids[0], pids[1])
 
     def test_pgbench_prepared_extended_and_simple(self):
