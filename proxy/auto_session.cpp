@@ -23,7 +23,9 @@ using protocol::sqlstate::protocol_violation;
 namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t client_buffer_bytes = 16 * 1024;
+// Client input starts small (10,000 idle clients) and grows while a client keeps it full
+// (up to client_buffer_max_bytes, auto_session.hpp).
+constexpr std::size_t client_buffer_bytes = 2 * 1024;
 
 
 constexpr std::size_t max_held_unit_bytes = 1024 * 1024;
@@ -68,6 +70,12 @@ void AutoSession::fence(Disconnect why) {
     if (fence_) return;
     fence_ = std::move(why);
     fence_timer_.cancel();
+}
+
+void AutoSession::drain(Disconnect why) {
+    if (drain_ || fence_) return;
+    drain_ = std::move(why);
+    fence_timer_.cancel();  // an idle session notices at once (read_unit), a busy one after its unit
 }
 
 void AutoSession::on_topology(const health::Topology& topology) {
@@ -269,6 +277,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& 
 asio::awaitable<Disconnect> AutoSession::serve() {
     for (;;) {
         if (fence_) co_return *fence_;
+        if (drain_ && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty()) co_return *drain_;
         if (services_.pools) co_await release_servers();
         Unit unit;
         if (auto stop = co_await read_unit(unit)) co_return *stop;
@@ -352,6 +361,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
                                fence_timer_.async_wait(use_nothrow));
         }
         if (fence_) co_return *fence_;
+        if (drain_ && !in_transaction && deferred_begin_.empty()) co_return *drain_;
         if (result.index() == 1 && !std::get<0>(std::get<1>(result))) {
             services_.counters.add(kind_, ListenerCounter::idle_timeouts_total);
             if (in_transaction) {
@@ -368,11 +378,15 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
                                  "idle_session_timeout"};
         }
         if (result.index() == 0 && std::get<0>(std::get<0>(result))) co_return Disconnect::quiet("client_disconnected");
+        // Woken by the timer (a drain while in a transaction): nothing to read; a read now
+        // would block the worker's thread until the client sends something.
+        if (result.index() == 1) continue;
         boost::system::error_code ec;
         std::size_t n = client_.read_some(free_buffer(client_in_), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
         if (ec) co_return Disconnect::quiet("client_disconnected");
         client_in_.commit(n);
+        client_in_.grow_when_full(client_buffer_max_bytes);
     }
 }
 

@@ -23,6 +23,10 @@
 
 namespace pglane::proxy {
 
+/// The most an AutoSession's client input buffer grows to for a stream of small messages
+/// (one larger message is held whole whatever its size).
+inline constexpr std::size_t client_buffer_max_bytes = 16 * 1024;
+
 /// A statement prepared by the client (protocol Parse or SQL PREPARE), kept so it can be
 /// prepared again on another node. `version` tells which nodes hold this very definition.
 struct PreparedStatement {
@@ -62,6 +66,7 @@ public:
     asio::awaitable<void> run();
     void fence(Disconnect why) override;
     void on_topology(const health::Topology& topology) override;
+    void drain(Disconnect why) override;
 
 private:
     enum class Outcome { done, retry_on_primary, replan };
@@ -166,6 +171,7 @@ private:
     std::string scratch_;
     asio::steady_timer fence_timer_;
     std::optional<Disconnect> fence_;
+    std::optional<Disconnect> drain_;  // ends the session once it is outside a transaction
     bool client_terminated_ = false;
     routing::RouteReason last_reason_ = routing::RouteReason::port;
 };

@@ -376,6 +376,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 std::size_t n = client_.read_some(free_buffer(client_in_), ec);
                 if (ec && ec != asio::error::would_block) co_return Disconnect::quiet("client_disconnected");
                 client_in_.commit(n);
+                client_in_.grow_when_full(client_buffer_max_bytes);
                 continue;
             }
         }

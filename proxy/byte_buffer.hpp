@@ -4,6 +4,7 @@
 
 #include "protocol/bytes.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -43,6 +44,14 @@ public:
         std::memcpy(bigger.get(), storage_.get(), end_);
         storage_ = std::move(bigger);
         capacity_ = size;
+    }
+
+    /// Doubles the buffer, up to `limit`, when the last read filled it: an idle client costs
+    /// a small buffer, a busy one gets a larger one.
+    void grow_when_full(std::size_t limit) {
+        if (end_ != capacity_ || capacity_ >= limit) return;
+        std::size_t unread = end_ - begin_;
+        reserve_frame(std::max(unread, std::min(capacity_ * 2, limit)));
     }
 
 private:

@@ -75,6 +75,14 @@ void ClientSession::fence(Disconnect why) {
     fence_timer_.cancel();
 }
 
+void ClientSession::drain(Disconnect why) {
+    // Between transactions (the server's last word a ReadyForQuery saying idle), or not yet
+    // on a server: now. Otherwise at the ReadyForQuery that ends the transaction.
+    bool idle = !server_connected_ || (last_server_tag_ == 'Z' && transaction_ == protocol::TransactionStatus::idle);
+    if (idle) fence(std::move(why));
+    else drain_ = std::move(why);
+}
+
 void ClientSession::on_topology(const health::Topology& topology) {
     if (!pinned_to_primary_ || !node_) return;
     if (topology.primary == node_ && topology.primary_term == primary_term_) return;
@@ -279,6 +287,11 @@ void SessionRegistry::on_topology(const health::Topology& topology) {
     // Copy first: fencing never erases synchronously, but keep iteration independent anyway.
     std::vector<FenceableSession*> sessions(sessions_.begin(), sessions_.end());
     for (FenceableSession* session : sessions) session->on_topology(topology);
+}
+
+void SessionRegistry::drain_all(const Disconnect& why) {
+    std::vector<FenceableSession*> sessions(sessions_.begin(), sessions_.end());
+    for (FenceableSession* session : sessions) session->drain(why);
 }
 
 void SessionRegistry::close_all(const Disconnect& why) {

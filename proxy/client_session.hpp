@@ -79,6 +79,8 @@ public:
     virtual void fence(Disconnect why) = 0;
     /// Fences the session if it writes through a node that is no longer the elected primary.
     virtual void on_topology(const health::Topology& topology) = 0;
+    /// Ends the session with `why` once it is outside any transaction (now, if it is).
+    virtual void drain(Disconnect why) = 0;
 };
 
 /// One relayed client session (rw and ro ports without an "auth" section: the server
@@ -94,6 +96,7 @@ public:
 
     void fence(Disconnect why) override;
     void on_topology(const health::Topology& topology) override;
+    void drain(Disconnect why) override;
 
 private:
     asio::awaitable<std::optional<Disconnect>> startup();
@@ -131,6 +134,7 @@ private:
     bool server_connected_ = false;
     asio::steady_timer fence_timer_;
     std::optional<Disconnect> fence_;
+    std::optional<Disconnect> drain_;
 };
 
 /// The sessions of one worker, so a topology change or shutdown can reach them.
@@ -141,6 +145,7 @@ public:
     void remove(FenceableSession* session) { sessions_.erase(session); }
     void on_topology(const health::Topology& topology);
     void close_all(const Disconnect& why);
+    void drain_all(const Disconnect& why);
     [[nodiscard]] std::size_t size() const { return sessions_.size(); }
 
 private:

@@ -258,7 +258,8 @@ Config parse_config(const std::string& json_text) {
     }
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
-                                   "workers", "log_level", "limits", "auth", "routing", "failover", "pool"});
+                                   "workers", "log_level", "limits", "auth", "routing", "failover", "pool",
+                                   "shutdown_timeout_ms"});
     Config config;
     parse_listen(root, config);
     parse_nodes(root, config);
@@ -270,6 +271,7 @@ Config parse_config(const std::string& json_text) {
     parse_pool(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
+    read_int(root, "shutdown_timeout_ms", "shutdown_timeout_ms", config.shutdown_timeout_ms, 0, 3'600'000);
     read(root, "log_level", "log_level", config.log_level);
     log::Level level;
     if (!log::parse_level(config.log_level, level)) fail("log_level", "must be one of debug, info, warn, error");

@@ -119,9 +119,15 @@ int run_server(const Config& config) {
     signals.async_wait([&](const boost::system::error_code&, int signal) { received = signal; });
     signals_io.run();
 
-    log::info("pglane_stopping", {{"signal", received == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    // SIGTERM drains: no new clients, transactions finish (up to shutdown_timeout_ms), each
+    // session is closed with 57P01 once outside a transaction. SIGINT closes them all now.
+    const Disconnect why{std::string(protocol::sqlstate::admin_shutdown), "pglane is shutting down", "shutdown"};
+    log::info("pglane_stopping", {{"signal", received == SIGTERM ? "SIGTERM" : "SIGINT"},
+                                  {"mode", received == SIGTERM ? "drain" : "immediate"},
+                                  {"shutdown_timeout_ms", config.shutdown_timeout_ms}});
     for (auto& worker : workers) {
-        worker->shutdown({std::string(protocol::sqlstate::admin_shutdown), "pglane is shutting down", "shutdown"});
+        if (received == SIGTERM) worker->drain(why, std::chrono::milliseconds(config.shutdown_timeout_ms));
+        else worker->shutdown(why);
     }
     for (auto& worker : workers) worker->join();
     if (http) http->stop();

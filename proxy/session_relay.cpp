@@ -107,6 +107,8 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
             auto [ec, written] =
                 co_await asio::async_write(client_, asio::buffer(server_in_.data_at(forward_from), n), use_nothrow);
             if (ec) co_return Disconnect::quiet("client_disconnected");
+            // Draining: the transaction that held the session open has ended.
+            if (drain_ && last_server_tag_ == 'Z' && transaction_ == protocol::TransactionStatus::idle) fence(*drain_);
         }
         if (malformed) {
             co_return Disconnect{std::string(protocol_violation),

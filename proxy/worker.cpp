@@ -107,6 +107,31 @@ void Worker::shutdown(Disconnect why) {
     });
 }
 
+void Worker::drain(Disconnect why, std::chrono::milliseconds timeout) {
+    asio::post(io_, [this, why = std::move(why), timeout] {
+        stopping_ = true;
+        boost::system::error_code ec;
+        for (auto& [acceptor, kind] : acceptors_) acceptor->close(ec);
+        registry_.drain_all(why);
+        asio::co_spawn(io_, finish_drain(why, timeout), asio::detached);
+    });
+}
+
+asio::awaitable<void> Worker::finish_drain(Disconnect why, std::chrono::milliseconds timeout) {
+    // Polled, not one long timer: the worker's thread ends as soon as its last session does.
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    asio::steady_timer tick(io_);
+    while (registry_.size() > 0 && std::chrono::steady_clock::now() < deadline) {
+        tick.expires_after(std::chrono::milliseconds(20));
+        co_await tick.async_wait(use_nothrow);
+    }
+    if (registry_.size() > 0) {
+        log::info("drain_timeout", {{"sessions", registry_.size()}, {"timeout_ms", timeout.count()}});
+        registry_.close_all(why);
+    }
+    if (pools_) pools_->stop();
+}
+
 void Worker::join() {
     if (thread_.joinable()) thread_.join();
 }

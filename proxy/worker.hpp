@@ -30,6 +30,9 @@ public:
     void publish_topology(health::TopologyPtr topology);
     /// Thread-safe: stop accepting and close every session with `why`.
     void shutdown(Disconnect why);
+    /// Thread-safe: stop accepting, close each session with `why` once it is outside a
+    /// transaction, and the rest after `timeout`.
+    void drain(Disconnect why, std::chrono::milliseconds timeout);
     void join();
 
     [[nodiscard]] const Counters& counters() const { return counters_; }
@@ -37,6 +40,7 @@ public:
 
 private:
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind);
+    asio::awaitable<void> finish_drain(Disconnect why, std::chrono::milliseconds timeout);
 
     asio::io_context io_{1};
     Counters counters_;

@@ -67,6 +67,8 @@ class Pglane:
             "workers": 2,
             # Tests that stop the primary want a quick answer; the hold itself is tested explicitly.
             "failover": {"hold_ms": 1000},
+            # SIGTERM drains: a test that leaves a transaction open must not wait 30 s.
+            "shutdown_timeout_ms": 3000,
         }
         merge(self.config, overrides or {})
         self.dir = tempfile.mkdtemp(prefix="pglane-test-")

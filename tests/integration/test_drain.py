@@ -1,0 +1,107 @@
+"""SIGTERM drains pglane: no new clients, sessions outside a transaction are closed at once
+with FATAL 57P01, a transaction in progress may finish (then its session is closed), and
+one still open after shutdown_timeout_ms is closed (its transaction rolled back). The same
+on a relayed port and on the auto port (pglane's own sessions)."""
+
+import signal
+import socket
+import time
+import unittest
+
+import pgwire
+from cluster import LocalCluster
+from pglane import AutoPglane, Pglane
+
+TIMEOUT_MS = 2500
+
+
+class Drain(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = LocalCluster.from_env()
+        cls.started_here = cls.cluster.ensure_up()
+        pgwire.ensure_roles(cls.cluster)
+        cls.cluster.sql("n0", f"DROP TABLE IF EXISTS drain_t; CREATE TABLE drain_t (port text, v text);"
+                              f"GRANT ALL ON drain_t TO {pgwire.TRUST_ROLE}")
+
+    @classmethod
+    def tearDownClass(cls):
+        import os
+        if cls.started_here and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
+            cls.cluster.down()
+
+    def query(self, sock, sql):
+        """Runs `sql`; returns the transaction status of its ReadyForQuery."""
+        sock.sendall(pgwire.query_message(sql))
+        while True:
+            tag, body = pgwire.read_message(sock)
+            if tag == b"E":
+                raise AssertionError(pgwire.error_fields(body))
+            if tag == b"Z":
+                return body
+
+    def closed_with_57P01(self, sock, within):
+        sock.settimeout(within)
+        tag, body = pgwire.read_message(sock)
+        self.assertEqual(tag, b"E")
+        fields = pgwire.error_fields(body)
+        self.assertEqual((fields["S"], fields["C"]), ("FATAL", "57P01"), fields)
+        self.assertTrue(pgwire.is_closed(sock))
+
+    def drain(self, p, port, label):
+        idle = pgwire.trust_session(port)
+        busy = pgwire.trust_session(port)
+        stuck = pgwire.trust_session(port)
+        try:
+            self.assertEqual(self.query(idle, "SELECT 1"), b"I")
+            self.assertEqual(self.query(busy, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'first')"), b"T")
+            self.assertEqual(self.query(stuck, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'never')"), b"T")
+            p.process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            # The idle session goes at once; new clients are turned away.
+            self.closed_with_57P01(idle, 2)
+            self.assertLess(time.monotonic() - started, 2)
+
+            def refused():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return False
+                except OSError:
+                    return True
+
+            pgwire.poll(refused, 3, "new connections refused while draining")
+            # The busy transaction finishes, then its session is closed.
+            self.assertEqual(self.query(busy, f"INSERT INTO drain_t VALUES ('{label}', 'second'); COMMIT"), b"I")
+            self.closed_with_57P01(busy, 2)
+            # The stuck one is closed when shutdown_timeout_ms has passed.
+            self.closed_with_57P01(stuck, 10)
+            self.assertGreaterEqual(time.monotonic() - started, TIMEOUT_MS / 1000 - 0.3)
+            self.assertEqual(p.process.wait(timeout=10), 0)
+        finally:
+            for s in (idle, busy, stuck):
+                s.close()
+        rows = self.cluster.sql("n0", f"SELECT v FROM drain_t WHERE port = '{label}' ORDER BY v")
+        self.assertEqual(rows, [["first"], ["second"]])
+        self.assertIn("mode=drain", p.log_text())
+
+    def test_relayed_port_drains(self):
+        p = Pglane(self.cluster, {"shutdown_timeout_ms": TIMEOUT_MS}).start()
+        try:
+            p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+            self.drain(p, p.rw_port, "rw")
+        finally:
+            p.stop()
+
+    def test_auto_port_drains(self):
+        p = AutoPglane(self.cluster, users={pgwire.TRUST_ROLE: ""}, log_level="info", overrides={
+            "auth": {"method": "trust"}, "shutdown_timeout_ms": TIMEOUT_MS,
+            "pool": {"mode": "transaction", "size": 4}}).start()
+        try:
+            p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+            self.drain(p, p.auto_port, "auto")
+        finally:
+            p.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
