@@ -25,7 +25,7 @@ namespace {
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 // Client input starts small (10,000 idle clients) and grows while a client keeps it full
 // (up to client_buffer_max_bytes, auto_session.hpp).
-constexpr std::size_t client_buffer_bytes = 2 * 1024;
+constexpr std::size_t client_buffer_bytes = 1024;
 
 
 constexpr std::size_t max_held_unit_bytes = 1024 * 1024;
@@ -126,25 +126,33 @@ asio::awaitable<bool> AutoSession::write_client(std::string_view bytes) {
 
 // ---- lifecycle --------------------------------------------------------------------------
 
+// run() stays small: its frame lives as long as the session (10,000 idle clients), so the
+// startup deadline and the farewell's timer live in frames of their own.
 asio::awaitable<void> AutoSession::run() {
     std::optional<Disconnect> why;
     try {
-        asio::steady_timer deadline(client_.get_executor());
-        // Waiting for a primary (failover.hold_ms) is part of startup, on top of the client's own time.
-        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms +
-                                                         services_.config.health.failover.hold_ms));
-        auto result = co_await (startup() || deadline.async_wait(use_nothrow));
-        if (result.index() == 0) {
-            why = std::get<0>(std::move(result));
-        } else {
-            services_.counters.add(kind_, ListenerCounter::client_startup_timeouts_total);
-            why = Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
-                             "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
-        }
+        why = co_await startup_within_deadline();
         if (!why) why = co_await serve();
     } catch (const std::exception& e) {
         why = Disconnect{std::string(protocol::sqlstate::internal_error), "pglane: internal error", e.what()};
     }
+    co_await finish(*why);
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::startup_within_deadline() {
+    asio::steady_timer deadline(client_.get_executor());
+    // Waiting for a primary (failover.hold_ms) is part of startup, on top of the client's own time.
+    deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms +
+                                                     services_.config.health.failover.hold_ms));
+    auto result = co_await (startup() || deadline.async_wait(use_nothrow));
+    if (result.index() == 0) co_return std::get<0>(std::move(result));
+    services_.counters.add(kind_, ListenerCounter::client_startup_timeouts_total);
+    co_return Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
+                         "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
+}
+
+asio::awaitable<void> AutoSession::finish(Disconnect why_value) {
+    const Disconnect* why = &why_value;
     boost::system::error_code ec;
     if (!why->sqlstate.empty() && client_.is_open()) {
         std::string error;

@@ -37,6 +37,26 @@ struct PreparedStatement {
     routing::Classification classification;
 };
 
+/// A first-in first-out queue of flags that allocates nothing until used (std::deque takes
+/// a 512-byte block at construction: two per idle session).
+class ReplyQueue {
+public:
+    void push_back(bool injected) { items_.push_back(injected); }
+    [[nodiscard]] bool empty() const { return head_ == items_.size(); }
+    [[nodiscard]] bool front() const { return items_[head_]; }
+    void pop_front() {
+        if (++head_ == items_.size()) clear();
+    }
+    void clear() {
+        items_.clear();
+        head_ = 0;
+    }
+
+private:
+    std::vector<bool> items_;
+    std::size_t head_ = 0;
+};
+
 /// One unit of client messages, routed as a whole.
 struct Unit {
     std::string bytes;                                  // client messages as received
@@ -72,7 +92,9 @@ private:
     enum class Outcome { done, retry_on_primary, replan };
 
     // startup
+    asio::awaitable<std::optional<Disconnect>> startup_within_deadline();
     asio::awaitable<std::optional<Disconnect>> startup();
+    asio::awaitable<void> finish(Disconnect why);
     asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
     // the unit loop
@@ -155,8 +177,8 @@ private:
     int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
     /// Parse and Close messages sent in the running unit, in order, true when pglane injected
     /// them: their ParseComplete/CloseComplete answers arrive in the same order.
-    std::deque<bool> parse_replies_;
-    std::deque<bool> close_replies_;
+    ReplyQueue parse_replies_;
+    ReplyQueue close_replies_;
     bool savepoint_in_transaction_ = false;
     bool unit_failed_ = false;
     /// A pooled unit that only prepared and described was ended at its Flush with a Sync of

@@ -49,9 +49,12 @@ SUBCOMMANDS
         --watch [SECONDS]  clear the screen and refresh every SECONDS (default 2) until Ctrl-C
 
 SIGNALS
-    SIGTERM, SIGINT
-        Stop accepting, close every client session with FATAL 57P01 ("pglane is shutting
-        down") without waiting for open transactions, end the server connections and exit 0.
+    SIGTERM
+        Drain: stop accepting, close each client session with FATAL 57P01 ("pglane is
+        shutting down") once it is outside a transaction, the rest after shutdown_timeout_ms
+        (default 30000), end the server connections and exit 0.
+    SIGINT
+        The same at once: every session is closed without waiting for open transactions.
     SIGPIPE
         Ignored (a vanished peer is an error on its own connection only).
     Other signals keep their default action: SIGHUP does not reload the configuration, it

@@ -4,6 +4,7 @@ hardening, restart policy and descriptor limit a 10,000-client service needs and
 it cannot do; `pglane --help` is a manual whose options, subcommands, examples, signals and
 exit statuses are what the binary does."""
 
+import json
 import os
 import re
 import shlex
@@ -109,6 +110,9 @@ class SystemdUnit(unittest.TestCase):
         service = lambda key: d.get(("Service", key), [None])[-1]  # noqa: E731
         self.assertEqual(service("Restart"), "on-failure")
         self.assertEqual(service("KillSignal"), "SIGTERM")
+        # systemd must not SIGKILL a drain that is still within shutdown_timeout_ms.
+        drain_ms = json.loads(EXAMPLE_CONFIG.read_text()).get("shutdown_timeout_ms", 30_000)
+        self.assertGreater(int(service("TimeoutStopSec")) * 1000, drain_ms)
         # Each client holds its socket plus a server connection per node it uses (up to 3).
         self.assertGreaterEqual(int(service("LimitNOFILE")), 10_000 * 4 + 1_000)
         for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
@@ -188,8 +192,9 @@ class Signals(unittest.TestCase):
         pglane.wait_until(lambda s: s.get("primary") == "n0", 15, "a primary")
         return pglane
 
-    def test_sigterm_and_sigint_close_sessions_with_57P01_and_exit_0(self):
-        self.assertIn("SIGTERM, SIGINT", manual_section("SIGNALS"))
+    def test_sigterm_and_sigint_close_idle_sessions_with_57P01_and_exit_0(self):
+        self.assertRegex(manual_section("SIGNALS"), r"SIGTERM\n +Drain: .* FATAL 57P01")
+        self.assertRegex(manual_section("SIGNALS"), r"SIGINT\n +The same at once")
         for sig in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal=sig.name):
                 pgwire.ensure_roles(self.cluster)

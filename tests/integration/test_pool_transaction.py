@@ -79,7 +79,7 @@ class TransactionPooling(unittest.TestCase):
         cls.wide = cls.narrow = None
         try:
             cls.wide = AutoPglane(cls.cluster, users=users, log_level="info", overrides={
-                "workers": 1, "pool": {"mode": "transaction", "size": 10, "min_idle": 2, "max_wait_ms": 60000}}).start()
+                "workers": 1, "pool": {"mode": "transaction", "size": 10, "min_idle": 2, "max_wait_ms": 120000}}).start()
             cls.narrow = AutoPglane(cls.cluster, users=users, log_level="debug", overrides={
                 "workers": 1, "pool": {"mode": "transaction", "size": 1, "max_wait_ms": 1500}}).start()
             for p in (cls.wide, cls.narrow):
