@@ -287,6 +287,7 @@ asio::awaitable<Disconnect> AutoSession::serve() {
         if (fence_) co_return *fence_;
         if (drain_ && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty()) co_return *drain_;
         if (services_.pools) co_await release_servers();
+        client_in_.shrink_to(client_buffer_max_bytes);
         Unit unit;
         if (auto stop = co_await read_unit(unit)) co_return *stop;
         if (unit.terminate && unit.bytes.empty()) {

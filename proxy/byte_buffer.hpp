@@ -46,6 +46,17 @@ public:
         capacity_ = size;
     }
 
+    /// Gives back a buffer grown past `limit` (one large message held whole) once what is
+    /// left unread fits in `limit` again: an idle session does not keep its largest message.
+    void shrink_to(std::size_t limit) {
+        if (capacity_ <= limit || end_ - begin_ > limit) return;
+        compact();
+        std::unique_ptr<std::byte[]> smaller(new std::byte[limit]);
+        std::memcpy(smaller.get(), storage_.get(), end_);
+        storage_ = std::move(smaller);
+        capacity_ = limit;
+    }
+
     /// Doubles the buffer, up to `limit`, when the last read filled it: an idle client costs
     /// a small buffer, a busy one gets a larger one.
     void grow_when_full(std::size_t limit) {

@@ -454,6 +454,23 @@ class BadInputBattery:
         pgwire.poll(lambda: active() <= before, 10, f"{kind} client_connections_active back to {before}")
 
 
+class AutoPortMemoryAfterABigMessage(unittest.TestCase):
+    """The auto port reads a whole message into the session's input buffer (grown to the
+    message's size): between units the buffer goes back to its small size, so an idle session
+    does not keep the memory of the largest message it ever sent."""
+
+    def test_an_idle_auto_session_does_not_keep_the_memory_of_its_largest_message(self):
+        sock, _ = Port("auto", AUTO, AUTO.auto_port, True).session("pglane_bad_big_message")
+        with sock:
+            before = rss_mib(AUTO.process.pid)
+            sock.sendall(pgwire.query_message("SELECT length('" + "x" * (64 * 1024 * 1024) + "')"))
+            sock.settimeout(60)
+            self.assertEqual(pgwire.data_rows(sock), [[str(64 * 1024 * 1024)]])
+            time.sleep(0.5)
+            held = rss_mib(AUTO.process.pid) - before
+            self.assertLess(held, 16, f"an idle session holds {held:.0f} MiB after one 64 MiB Query")
+
+
 def relayed_port(kind):
     return lambda: Port(kind, RELAYED, RELAYED.rw_port if kind == "rw" else RELAYED.ro_port, False)
 

@@ -120,7 +120,7 @@ class TransactionPooling(unittest.TestCase):
     # -- the tests
 
     def test_thousand_clients_share_ten_connections_per_node(self):
-        clients, transactions = 1000, 3
+        clients, transactions = 1000, 2
         self.direct("DROP TABLE IF EXISTS pool_counter, pool_log;"
                     "CREATE TABLE pool_counter (id int PRIMARY KEY, n bigint NOT NULL);"
                     "CREATE TABLE pool_log (client int, i int);"
