@@ -86,7 +86,10 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primar
             // The pool stayed full for pool.max_wait_ms: this unit fails, the session goes on.
             co_return Disconnect::unit_error(failure.sqlstate, failure.message, "pool_wait_timeout");
         }
-        bool lost = failure.sqlstate.starts_with("08");
+        // 08: the connection failed; 57P: the server is shutting down, crashed or not ready
+        // ("terminating connection due to unexpected postmaster exit" from a primary killed
+        // while pglane logged in): both mean this primary is going away, not a refusal.
+        bool lost = failure.sqlstate.starts_with("08") || failure.sqlstate.starts_with("57P");
         if (!lost || !wait || std::chrono::steady_clock::now() >= deadline) {
             // An authoritative refusal (no such database, role not allowed...) is the client's answer.
             co_return Disconnect{failure.sqlstate, failure.message, lost ? "primary_unreachable" : "server_refused_login",
