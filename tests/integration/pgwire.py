@@ -109,6 +109,27 @@ def expect_error_then_close(sock, timeout=5.0):
         raise WireError(f"no ErrorResponse within {timeout}s (messages before: {seen})")
 
 
+def simple_query(sock, sql):
+    """Runs `sql` as one Query; returns the transaction status byte of its ReadyForQuery
+    (b"I", b"T" or b"E"). WireError on an ErrorResponse."""
+    sock.sendall(query_message(sql))
+    while True:
+        tag, body = read_message(sock)
+        if tag == b"E":
+            raise WireError(f"{sql!r} failed: {error_fields(body)}")
+        if tag == b"Z":
+            return body
+
+
+def rss_mib(pid):
+    """Resident memory of process `pid` in MiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
 def data_rows(sock):
     """Reads until ReadyForQuery; returns the DataRow values (text) of a simple query."""
     rows = []

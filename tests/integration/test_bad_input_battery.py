@@ -172,14 +172,6 @@ class Port:
             raise
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def vanish(sock):
     """The client disappears: no Terminate, the socket just closes (RST when data is unread)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -279,7 +271,7 @@ class BadInputBattery:
         # Twice: the first round brings the allocator to its working size (and fills
         # ASan's quarantine in the sanitizer build); the second must not grow it further.
         markers = []
-        rss = [rss_mib(p.process.pid)]
+        rss = [pgwire.rss_mib(p.process.pid)]
         for round_number in (1, 2):
             self.bad_startups()
             if self.port.authenticated:
@@ -288,7 +280,7 @@ class BadInputBattery:
             markers += self.vanishing_clients(round_number)
             self.wrong_cancel_keys()
             self.dropped_mid_startup()
-            rss.append(rss_mib(p.process.pid))
+            rss.append(pgwire.rss_mib(p.process.pid))
 
         for run in bench.stop():
             self.assertEqual(run.returncode, 0, run.output)
@@ -462,12 +454,12 @@ class AutoPortMemoryAfterABigMessage(unittest.TestCase):
     def test_an_idle_auto_session_does_not_keep_the_memory_of_its_largest_message(self):
         sock, _ = Port("auto", AUTO, AUTO.auto_port, True).session("pglane_bad_big_message")
         with sock:
-            before = rss_mib(AUTO.process.pid)
+            before = pgwire.rss_mib(AUTO.process.pid)
             sock.sendall(pgwire.query_message("SELECT length('" + "x" * (64 * 1024 * 1024) + "')"))
             sock.settimeout(60)
             self.assertEqual(pgwire.data_rows(sock), [[str(64 * 1024 * 1024)]])
             time.sleep(0.5)
-            held = rss_mib(AUTO.process.pid) - before
+            held = pgwire.rss_mib(AUTO.process.pid) - before
             self.assertLess(held, 16, f"an idle session holds {held:.0f} MiB after one 64 MiB Query")
 
 

@@ -30,32 +30,18 @@ class Drain(unittest.TestCase):
         if cls.started_here and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
             cls.cluster.down()
 
-    def query(self, sock, sql):
-        """Runs `sql`; returns the transaction status of its ReadyForQuery."""
-        sock.sendall(pgwire.query_message(sql))
-        while True:
-            tag, body = pgwire.read_message(sock)
-            if tag == b"E":
-                raise AssertionError(pgwire.error_fields(body))
-            if tag == b"Z":
-                return body
-
     def closed_with_57P01(self, sock, within):
-        sock.settimeout(within)
-        tag, body = pgwire.read_message(sock)
-        self.assertEqual(tag, b"E")
-        fields = pgwire.error_fields(body)
+        fields = pgwire.expect_error_then_close(sock, within)
         self.assertEqual((fields["S"], fields["C"]), ("FATAL", "57P01"), fields)
-        self.assertTrue(pgwire.is_closed(sock))
 
     def drain(self, p, port, label):
         idle = pgwire.trust_session(port)
         busy = pgwire.trust_session(port)
         stuck = pgwire.trust_session(port)
         try:
-            self.assertEqual(self.query(idle, "SELECT 1"), b"I")
-            self.assertEqual(self.query(busy, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'first')"), b"T")
-            self.assertEqual(self.query(stuck, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'never')"), b"T")
+            self.assertEqual(pgwire.simple_query(idle, "SELECT 1"), b"I")
+            self.assertEqual(pgwire.simple_query(busy, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'first')"), b"T")
+            self.assertEqual(pgwire.simple_query(stuck, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'never')"), b"T")
             p.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             # The idle session goes at once; new clients are turned away.
@@ -71,7 +57,7 @@ class Drain(unittest.TestCase):
 
             pgwire.poll(refused, 3, "new connections refused while draining")
             # The busy transaction finishes, then its session is closed.
-            self.assertEqual(self.query(busy, f"INSERT INTO drain_t VALUES ('{label}', 'second'); COMMIT"), b"I")
+            self.assertEqual(pgwire.simple_query(busy, f"INSERT INTO drain_t VALUES ('{label}', 'second'); COMMIT"), b"I")
             self.closed_with_57P01(busy, 2)
             # The stuck one is closed when shutdown_timeout_ms has passed.
             self.closed_with_57P01(stuck, 10)

@@ -72,14 +72,6 @@ def vanish(sock):
     sock.close()
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -205,17 +197,17 @@ class HostileClients:
         pid = self.pglane().process.pid
         self.assert_query_works()
         fds_before = open_fds(pid)
-        rss_before = rss_mib(pid)
+        rss_before = pgwire.rss_mib(pid)
         self.storm(pid, fds_before)
         self.assert_query_works()
-        rss_first = rss_mib(pid)
+        rss_first = pgwire.rss_mib(pid)
         # Two thousand sessions at once cost their buffers (2 x 16 KiB each, kept by the
         # allocator afterwards); a second storm reuses that memory instead of adding to it.
         self.assertLess(rss_first - rss_before, FIRST_STORM_RSS_BOUND_MIB,
                         f"RSS {rss_before:.1f} -> {rss_first:.1f} MiB over the first storm")
         self.storm(pid, fds_before)
         self.assert_query_works()
-        rss_second = rss_mib(pid)
+        rss_second = pgwire.rss_mib(pid)
         self.assertLess(rss_second - rss_first, SECOND_STORM_RSS_BOUND_MIB,
                         f"RSS {rss_first:.1f} -> {rss_second:.1f} MiB over the second storm: memory not reused")
         self.assertEqual(self.pglane().http("/health")[0], 200)

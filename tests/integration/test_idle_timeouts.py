@@ -46,29 +46,16 @@ class IdleTimeouts(unittest.TestCase):
 
     def closing_error(self, sock, within):
         """The FATAL ErrorResponse an idle session gets, then the close."""
-        sock.settimeout(within)
-        tag, body = pgwire.read_message(sock)
-        self.assertEqual(tag, b"E")
-        fields = pgwire.error_fields(body)
+        fields = pgwire.expect_error_then_close(sock, within)
         self.assertEqual(fields["S"], "FATAL")
-        self.assertTrue(pgwire.is_closed(sock))
         return fields
-
-    def query(self, sock, sql):
-        sock.sendall(pgwire.query_message(sql))
-        while True:
-            tag, body = pgwire.read_message(sock)
-            if tag == b"E":
-                raise AssertionError(pgwire.error_fields(body))
-            if tag == b"Z":
-                return body
 
     def test_idle_session_is_closed_with_57P05_and_a_busy_one_is_not(self):
         busy = self.connect()
         idle = pgwire.trust_session(self.p.auto_port)
         started = time.monotonic()
         try:
-            self.query(idle, "SELECT 1")
+            pgwire.simple_query(idle, "SELECT 1")
             # busy: a statement every 300 ms for longer than the session timeout
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline:
@@ -94,7 +81,7 @@ class IdleTimeouts(unittest.TestCase):
         self.cluster.sql("n0", f"GRANT ALL ON idle_t TO {pgwire.TRUST_ROLE}")
         sock = pgwire.trust_session(self.p.auto_port)
         try:
-            status = self.query(sock, "BEGIN; INSERT INTO idle_t VALUES ('never committed')")
+            status = pgwire.simple_query(sock, "BEGIN; INSERT INTO idle_t VALUES ('never committed')")
             self.assertEqual(status, b"T")
             fields = self.closing_error(sock, 5)
             self.assertEqual(fields["C"], "25P03")
