@@ -3,6 +3,7 @@
 
 #include "common/log.hpp"
 #include "health/probe.hpp"
+#include "proxy/admin_console.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/function_catalogs.hpp"
@@ -51,6 +52,8 @@ AutoSession::AutoSession(tcp::socket client, ListenerKind kind, SessionServices&
       fence_timer_(client_.get_executor()) {
     boost::system::error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
+    // Reads after a wake-up must never wait: a wake can be a cancellation (fence()).
+    client_.non_blocking(true, ignored);
     servers_.resize(services_.config.nodes.size());
     services_.registry.add(this);
     services_.counters.add(kind_, ListenerCounter::client_connections_total);
@@ -70,6 +73,14 @@ void AutoSession::fence(Disconnect why) {
     if (fence_) return;
     fence_ = std::move(why);
     fence_timer_.cancel();
+    // A session inside a unit (a long query, a server that stopped answering, a client that
+    // stopped reading) ends now too: its pending reads and writes are aborted, the
+    // connections they were on are not lent again, and serve() returns the fence.
+    boost::system::error_code ignored;
+    for (auto& server : servers_) {
+        if (server) server->socket().cancel(ignored);
+    }
+    client_.cancel(ignored);
 }
 
 void AutoSession::drain(Disconnect why) {
@@ -203,6 +214,14 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
     std::string ok;
     protocol::append_authentication(ok, protocol::auth_ok);
     if (!co_await write_client(ok)) co_return Disconnect::quiet("client_left_during_auth");
+    if (services_.admin && database_ == admin::console_database) {
+        if (!services_.admin->is_admin(user_)) {
+            co_return Disconnect{"42501", fmt::format("pglane: user \"{}\" may not use the admin console (admin.users)", user_),
+                                 "not_admin"};
+        }
+        admin_ = true;
+        co_return co_await greet_admin();
+    }
 
     // Under transaction pooling, a greeting another client of the pool got will do; while
     // one client fetches it, the others wait for it (bounded by the startup deadline).
@@ -283,7 +302,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& 
 // ---- the unit loop ----------------------------------------------------------------------
 
 asio::awaitable<Disconnect> AutoSession::serve() {
+    if (admin_) co_return co_await serve_admin();
     for (;;) {
+        in_unit_ = false;
         if (fence_) co_return *fence_;
         if (drain_ && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty()) co_return *drain_;
         if (services_.pools) co_await release_servers();
@@ -306,10 +327,16 @@ asio::awaitable<Disconnect> AutoSession::serve() {
             if (!co_await write_client(ready)) co_return Disconnect::quiet("client_disconnected");
             continue;
         }
+        if (services_.admin && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty() &&
+            services_.admin->paused.load(std::memory_order_relaxed)) {
+            // PAUSE (admin console): the next transaction waits, holding no server connection.
+            if (auto stop = co_await wait_while_paused()) co_return *stop;
+        }
+        in_unit_ = true;
         if (co_await answer_pglane_setting(unit)) continue;
         if (co_await answer_deallocate(unit)) continue;
         if (co_await defer_begin(unit)) continue;
-        if (auto stop = co_await run_unit(unit)) co_return *stop;
+        if (auto stop = co_await run_unit(unit)) co_return fence_ ? *fence_ : *stop;
         if (unit.terminate) {
             client_terminated_ = true;
             co_return Disconnect::quiet("client_terminated");
@@ -390,13 +417,18 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
         // Woken by the timer (a drain while in a transaction): nothing to read; a read now
         // would block the worker's thread until the client sends something.
         if (result.index() == 1) continue;
-        boost::system::error_code ec;
-        std::size_t n = client_.read_some(free_buffer(client_in_), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-        if (ec) co_return Disconnect::quiet("client_disconnected");
-        client_in_.commit(n);
-        client_in_.grow_when_full(client_buffer_max_bytes);
+        if (!read_client_now()) co_return Disconnect::quiet("client_disconnected");
     }
+}
+
+bool AutoSession::read_client_now() {
+    boost::system::error_code ec;
+    std::size_t n = client_.read_some(free_buffer(client_in_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+    if (ec) return false;
+    client_in_.commit(n);
+    client_in_.grow_when_full(client_buffer_max_bytes);
+    return true;
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::relay_notifications(ServerConnection& server) {

@@ -87,6 +87,8 @@ public:
     void fence(Disconnect why) override;
     void on_topology(const health::Topology& topology) override;
     void drain(Disconnect why) override;
+    void describe(int worker, std::vector<admin::ClientInfo>& clients,
+                  std::vector<admin::ServerInfo>& servers) const override;
 
 private:
     enum class Outcome { done, retry_on_primary, replan };
@@ -97,6 +99,12 @@ private:
     asio::awaitable<void> finish(Disconnect why);
     asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
+    // the admin console (database "pglane", admin.users): auto_session_admin.cpp
+    asio::awaitable<std::optional<Disconnect>> greet_admin();
+    asio::awaitable<Disconnect> serve_admin();
+    asio::awaitable<void> answer_admin(std::string_view query, std::string& out);
+    asio::awaitable<void> admin_pause(std::string& out);
+    asio::awaitable<std::optional<Disconnect>> wait_while_paused();
     // the unit loop
     asio::awaitable<Disconnect> serve();
     asio::awaitable<std::optional<Disconnect>> read_unit(Unit& unit);
@@ -148,6 +156,9 @@ private:
     [[nodiscard]] const std::string& server_name_of(const std::string& client_name) const;
 
     [[nodiscard]] asio::awaitable<bool> write_client(std::string_view bytes);
+    /// After the client's socket said it is readable: what it sent, without waiting (the
+    /// socket is non-blocking; a wake-up can be a cancellation). False: EOF or an error.
+    [[nodiscard]] bool read_client_now();
     [[nodiscard]] const routing::Classification& classify(std::string_view sql);
     [[nodiscard]] std::optional<std::size_t> elected_primary() const;
 
@@ -196,6 +207,10 @@ private:
     std::optional<Disconnect> drain_;  // ends the session once it is outside a transaction
     bool client_terminated_ = false;
     routing::RouteReason last_reason_ = routing::RouteReason::port;
+    bool admin_ = false;      // an admin console session: no servers, pglane answers
+    bool in_unit_ = false;    // between reading a unit and its end (SHOW CLIENTS: active)
+    bool paused_ = false;     // waiting for RESUME
+    std::chrono::steady_clock::time_point connected_at_ = std::chrono::steady_clock::now();
 };
 
 /// Serves one accepted connection with pglane's own authentication.

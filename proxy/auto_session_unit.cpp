@@ -36,13 +36,18 @@ bool is_stale_plan(const protocol::ErrorFields& error) {
 }
 
 
-// The unit fails, the session goes on (execute() makes it fatal mid-message).
-Disconnect server_lost(const ServerConnection& server) {
+// The unit fails, the session goes on (execute() makes it fatal mid-message). `farewell`:
+// the FATAL message the server sent before closing, if it sent one.
+Disconnect server_lost(const ServerConnection& server, std::string_view farewell = {}) {
     return Disconnect::unit_error(connection_failure,
-                                  fmt::format("pglane: lost the connection to server {}; if a transaction was open "
+                                  fmt::format("pglane: lost the connection to server {}{}{}; if a transaction was open "
                                               "it was rolled back",
-                                              server.address().name),
+                                              server.address().name, farewell.empty() ? "" : ": ", farewell),
                                   "server_lost");
+}
+
+bool is_fatal(const protocol::ErrorFields& error) {
+    return error.severity == "FATAL" || error.severity == "PANIC";
 }
 
 }  // namespace
@@ -58,6 +63,7 @@ void AutoSession::point_cancel_at(ServerConnection& server) {
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::fail_unit(Unit& unit, const Disconnect& why) {
+    if (fence_) co_return *fence_;   // fenced mid-unit: the session ends with the reason
     if (why.ends_session) co_return why;
     services_.counters.add(kind_, ListenerCounter::unit_errors_total);
     log::info("unit_failed", {{"session", id_}, {"reason", why.reason}, {"message", why.message}});
@@ -211,6 +217,9 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     parse_replies_.clear();
     close_replies_.clear();
     unit_failed_ = false;
+    // Only this unit's stream can hold a deferred BEGIN's answers: a unit that failed
+    // before they came must not make this one's disappear.
+    swallow_until_ready_ = 0;
     protocol::TransactionStatus before = status_;
     if (!co_await prepare_sql_statements(unit, server)) {
         if (may_retry) co_return Outcome::retry_on_primary;
@@ -250,6 +259,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     bool replanning = false;
     std::string held;   // descriptions kept back while a retry is still possible
     bool copy_in = false;
+    std::string farewell;   // a FATAL the server sent: its connection ends, the session does not
     std::vector<asio::const_buffer> pieces;
     for (;;) {
         // 1. Relay what the server has sent, minus the answers to pglane's own messages.
@@ -309,9 +319,16 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                     swallow = swallow || close_replies_.front();
                     close_replies_.pop_front();
                 } else if (tag == 'E') {
-                    unit_failed_ = true;
                     auto fields = protocol::read_error_fields(step.frame.body);
-                    if (may_retry && !forwarded_any && fields && fields->sqlstate == read_only_transaction) {
+                    const bool fatal = fields && is_fatal(*fields);
+                    unit_failed_ = unit_failed_ || !fatal;
+                    if (fatal) {
+                        // The server is closing this connection (terminated, shut down, timed
+                        // out) and its EOF follows. Relayed, it would tell the client its own
+                        // session is over; it gets pglane's 08006 with the reason instead.
+                        farewell = fields->message;
+                        swallow = true;
+                    } else if (may_retry && !forwarded_any && fields && fields->sqlstate == read_only_transaction) {
                         retrying = true;
                         swallow = true;
                         held.clear();
@@ -371,18 +388,18 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         if (client_turn) {
             auto ready = co_await (server.socket().async_wait(tcp::socket::wait_read, use_nothrow) ||
                                    client_.async_wait(tcp::socket::wait_read, use_nothrow));
+            if (fence_) {
+                server.mark_broken();   // mid-unit: never lent again
+                co_return *fence_;
+            }
             if (ready.index() == 1) {
-                boost::system::error_code ec;
-                std::size_t n = client_.read_some(free_buffer(client_in_), ec);
-                if (ec && ec != asio::error::would_block) co_return Disconnect::quiet("client_disconnected");
-                client_in_.commit(n);
-                client_in_.grow_when_full(client_buffer_max_bytes);
+                if (!read_client_now()) co_return Disconnect::quiet("client_disconnected");
                 continue;
             }
         }
         if (!co_await server.read_more()) {
             if (may_retry && !forwarded_any) co_return Outcome::retry_on_primary;
-            Disconnect why = server_lost(server);
+            Disconnect why = server_lost(server, farewell);
             // Half a message reached the client, or it is still sending the unit: no way to
             // put the stream back in order but to end the session.
             why.ends_session = cursor.in_passthrough() || copy_in;

@@ -75,6 +75,18 @@ void ClientSession::fence(Disconnect why) {
     fence_timer_.cancel();
 }
 
+void ClientSession::describe(int worker, std::vector<admin::ClientInfo>& clients,
+                             std::vector<admin::ServerInfo>&) const {
+    // A relayed session: the server authenticated it, pglane only knows where it goes.
+    admin::ClientInfo& info = clients.emplace_back();
+    info.session = id_;
+    info.worker = worker;
+    info.listener = std::string(to_string(kind_));
+    info.client = peer_;
+    info.state = transaction_ == protocol::TransactionStatus::idle ? "idle" : "idle in transaction";
+    info.servers = server_connected_ ? node_address_.name : std::string();
+}
+
 void ClientSession::drain(Disconnect why) {
     // Between transactions (the server's last word a ReadyForQuery saying idle), or not yet
     // on a server: now. Otherwise at the ReadyForQuery that ends the transaction.
@@ -292,6 +304,11 @@ void SessionRegistry::on_topology(const health::Topology& topology) {
 void SessionRegistry::drain_all(const Disconnect& why) {
     std::vector<FenceableSession*> sessions(sessions_.begin(), sessions_.end());
     for (FenceableSession* session : sessions) session->drain(why);
+}
+
+void SessionRegistry::describe(int worker, std::vector<admin::ClientInfo>& clients,
+                               std::vector<admin::ServerInfo>& servers) const {
+    for (const FenceableSession* session : sessions_) session->describe(worker, clients, servers);
 }
 
 void SessionRegistry::close_all(const Disconnect& why) {

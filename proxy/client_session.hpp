@@ -6,6 +6,7 @@
 #include "health/topology.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/messages.hpp"
+#include "proxy/admin_commands.hpp"
 #include "proxy/byte_buffer.hpp"
 #include "proxy/config.hpp"
 #include "proxy/counters.hpp"
@@ -24,6 +25,7 @@ namespace pglane::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+class AdminConsole;
 class CancelRegistry;
 class ServerPools;
 class ClientLimits;
@@ -68,6 +70,7 @@ struct SessionServices {
     std::uint64_t next_session_id = 1;            // worker-local
     ClientLimits* limits = nullptr;               // shared by all workers; null: nothing counted
     ServerPools* pools = nullptr;                 // worker-local; null: no transaction pooling
+    AdminConsole* admin = nullptr;                // shared by all workers; null: no admin.users
 };
 
 /// What the worker's registry can ask of any session: fencing on topology changes and
@@ -81,6 +84,9 @@ public:
     virtual void on_topology(const health::Topology& topology) = 0;
     /// Ends the session with `why` once it is outside any transaction (now, if it is).
     virtual void drain(Disconnect why) = 0;
+    /// Adds this session, and the server connections it holds, to an admin console snapshot.
+    virtual void describe(int worker, std::vector<admin::ClientInfo>& clients,
+                          std::vector<admin::ServerInfo>& servers) const = 0;
 };
 
 /// One relayed client session (rw and ro ports without an "auth" section: the server
@@ -97,6 +103,8 @@ public:
     void fence(Disconnect why) override;
     void on_topology(const health::Topology& topology) override;
     void drain(Disconnect why) override;
+    void describe(int worker, std::vector<admin::ClientInfo>& clients,
+                  std::vector<admin::ServerInfo>& servers) const override;
 
 private:
     asio::awaitable<std::optional<Disconnect>> startup();
@@ -146,6 +154,7 @@ public:
     void on_topology(const health::Topology& topology);
     void close_all(const Disconnect& why);
     void drain_all(const Disconnect& why);
+    void describe(int worker, std::vector<admin::ClientInfo>& clients, std::vector<admin::ServerInfo>& servers) const;
     [[nodiscard]] std::size_t size() const { return sessions_.size(); }
 
 private:

@@ -249,6 +249,15 @@ static void parse_pool(const json& root, Config& config) {
         fail("pool.mode", "transaction pooling needs an \"auth\" section (pglane authenticates clients itself)");
 }
 
+static void parse_admin(const json& root, Config& config) {
+    const json* a = find_object(root, "admin", "admin");
+    if (!a) return;
+    reject_unknown_keys(*a, "admin", {"users"});
+    read(*a, "users", "admin.users", config.admin_users);
+    if (!config.admin_users.empty() && !config.auth)
+        fail("admin.users", "the admin console needs an \"auth\" section (pglane authenticates its users itself)");
+}
+
 Config parse_config(const std::string& json_text) {
     json root;
     try {
@@ -259,7 +268,7 @@ Config parse_config(const std::string& json_text) {
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
                                    "workers", "log_level", "limits", "auth", "routing", "failover", "pool",
-                                   "shutdown_timeout_ms"});
+                                   "shutdown_timeout_ms", "admin"});
     Config config;
     parse_listen(root, config);
     parse_nodes(root, config);
@@ -269,6 +278,7 @@ Config parse_config(const std::string& json_text) {
     parse_routing(root, config);
     parse_failover(root, config);
     parse_pool(root, config);
+    parse_admin(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
     read_int(root, "shutdown_timeout_ms", "shutdown_timeout_ms", config.shutdown_timeout_ms, 0, 3'600'000);

@@ -86,6 +86,8 @@ struct Config {
     std::string log_level = "info";
     Limits limits;
     PoolSettings pool;
+    // Users who may connect to the admin console (database "pglane"); empty: no console.
+    std::vector<std::string> admin_users;
 
     [[nodiscard]] const std::optional<Endpoint>& listener(ListenerKind kind) const {
         return kind == ListenerKind::rw ? listen_rw : kind == ListenerKind::ro ? listen_ro : listen_auto;

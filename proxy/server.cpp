@@ -30,6 +30,14 @@ CounterTotals sum_counters(const std::vector<std::unique_ptr<Worker>>& workers, 
     return totals;
 }
 
+// What /status serves and the admin console's SHOW NODES, POOLS and STATS read.
+nlohmann::json status_document(const health::Topology& topology, const std::vector<std::unique_ptr<Worker>>& workers,
+                               std::size_t node_count, const PoolStatsRegistry& pools) {
+    nlohmann::json status = render_status(topology, sum_counters(workers, node_count));
+    status["pools"] = pools.to_json();
+    return status;
+}
+
 HttpResponse answer_http(std::string_view path, const health::HealthChecker& health,
                          const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count,
                          const PoolStatsRegistry& pools) {
@@ -38,11 +46,8 @@ HttpResponse answer_http(std::string_view path, const health::HealthChecker& hea
         return {200, "text/plain; version=0.0.4; charset=utf-8",
                 render_metrics(*topology, sum_counters(workers, node_count)) + pools.render_metrics()};
     }
-    if (path == "/status") {
-        nlohmann::json status = render_status(*topology, sum_counters(workers, node_count));
-        status["pools"] = pools.to_json();
-        return {200, "application/json", status.dump(2) + "\n"};
-    }
+    if (path == "/status")
+        return {200, "application/json", status_document(*topology, workers, node_count, pools).dump(2) + "\n"};
     if (path == "/health") {
         // Ready when writes can be served: what a load balancer in front of pglane asks.
         if (topology->primary) return {200, "text/plain; charset=utf-8", "ok\n"};
@@ -81,6 +86,12 @@ int run_server(const Config& config) {
 
     std::vector<std::unique_ptr<Worker>> workers;
     PoolStatsRegistry pool_stats;
+    std::unique_ptr<AdminConsole> console;
+    if (!config.admin_users.empty()) {
+        console = std::make_unique<AdminConsole>(config.admin_users, [&] {
+            return status_document(*health.topology(), workers, config.nodes.size(), pool_stats);
+        });
+    }
     int count = worker_count(config);
     for (int i = 0; i < count; ++i) {
         auto worker = std::make_unique<Worker>(
@@ -91,6 +102,7 @@ int run_server(const Config& config) {
         }
         if (config.pool.mode == PoolSettings::Mode::transaction)
             worker->enable_pooling(pool_stats, static_cast<std::size_t>(count));
+        if (console) worker->enable_admin(*console, i);
         workers.push_back(std::move(worker));
     }
     std::unique_ptr<HttpServer> http;

@@ -326,6 +326,15 @@ void ServerPools::wake_one(ServerPool& pool) {
     first->timer->cancel();
 }
 
+void ServerPools::describe(int worker, std::vector<admin::ServerInfo>& servers) const {
+    for (const auto& [key, pool] : pools_) {
+        for (const auto& server : pool->idle_) {
+            servers.push_back({server->address().name, pool->database_, pool->user_, server->backend_key().process_id,
+                               worker, "idle in pool", 0});
+        }
+    }
+}
+
 void ServerPools::on_topology(const health::Topology& topology) {
     for (std::size_t node = 0; node < node_closed_.size() && node < topology.nodes.size(); ++node) {
         const health::NodeStatus& status = topology.nodes[node];

@@ -10,6 +10,7 @@
 // session side (what to undo, when to return) is in auto_session_pool.cpp.
 
 #include "health/topology.hpp"
+#include "proxy/admin_commands.hpp"
 #include "proxy/config.hpp"
 #include "proxy/counters.hpp"
 #include "proxy/server_connection.hpp"
@@ -142,6 +143,8 @@ public:
     void stop();
 
     [[nodiscard]] const PoolSettings& settings() const { return config_.pool; }
+    /// The idle connections, for the admin console's SHOW SERVERS.
+    void describe(int worker, std::vector<admin::ServerInfo>& servers) const;
 
 private:
     void discard(ServerPool& pool, std::unique_ptr<ServerConnection> server);

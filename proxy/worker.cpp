@@ -67,6 +67,15 @@ void Worker::enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count) 
     services_.pools = pools_.get();
 }
 
+void Worker::enable_admin(AdminConsole& console, int index) {
+    services_.admin = &console;
+    console.add_worker(io_.get_executor(), [this, index](std::vector<admin::ClientInfo>& clients,
+                                                          std::vector<admin::ServerInfo>& servers) {
+        registry_.describe(index, clients, servers);
+        if (pools_) pools_->describe(index, servers);
+    });
+}
+
 void Worker::start() {
     if (pools_) asio::co_spawn(io_, pools_->maintain(), asio::detached);
     for (auto& [acceptor, kind] : acceptors_) {

@@ -2,6 +2,7 @@
 // A worker thread: its own io_context, its own listening socket per port (SO_REUSEPORT,
 // so the kernel spreads connections), and every session it accepted for their whole life.
 
+#include "proxy/admin_console.hpp"
 #include "proxy/client_session.hpp"
 #include "proxy/server_pool.hpp"
 
@@ -25,6 +26,9 @@ public:
     void listen(ListenerKind kind, const Endpoint& endpoint);
     /// Transaction pooling (pool.mode): this worker's share of the pools. Before start().
     void enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count);
+    /// The admin console (admin.users): sessions may open it, it may describe this worker's
+    /// sessions and pools (as worker `index`). Before start().
+    void enable_admin(AdminConsole& console, int index);
     void start();
     /// Thread-safe: fences rw sessions whose primary changed.
     void publish_topology(health::TopologyPtr topology);

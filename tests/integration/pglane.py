@@ -202,15 +202,19 @@ class AutoPglane(Pglane):
         return out
 
 
-def start_module_pglane(cluster, with_roles=True, overrides=None):
+def start_module_pglane(cluster, with_roles=True, overrides=None, auto_users=None):
     """The usual module fixture: the cluster up (returns whether this call started it), the
-    test roles present, and a relayed-auth pglane whose primary and both standbys routable."""
+    test roles present, and a pglane whose primary and both standbys are routable: relayed
+    auth, or with `auto_users` ({user: secret}) an AutoPglane logging at info."""
     import pgwire  # pgwire does not import this module: no cycle
 
     started_here = cluster.ensure_up()
     if with_roles:
         pgwire.ensure_roles(cluster)
-    pglane = Pglane(cluster, overrides).start()
+    if auto_users is None:
+        pglane = Pglane(cluster, overrides).start()
+    else:
+        pglane = AutoPglane(cluster, overrides, users=auto_users, log_level="info").start()
     try:
         pglane.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
     except Exception:

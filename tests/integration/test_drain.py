@@ -1,7 +1,8 @@
 """SIGTERM drains pglane: no new clients, sessions outside a transaction are closed at once
 with FATAL 57P01, a transaction in progress may finish (then its session is closed), and
 one still open after shutdown_timeout_ms is closed (its transaction rolled back). The same
-on a relayed port and on the auto port (pglane's own sessions)."""
+on a relayed port and on the auto port (pglane's own sessions). A statement still running
+then is cut off too: the drain's bound holds whatever the servers do."""
 
 import signal
 import socket
@@ -38,10 +39,13 @@ class Drain(unittest.TestCase):
         idle = pgwire.trust_session(port)
         busy = pgwire.trust_session(port)
         stuck = pgwire.trust_session(port)
+        running = pgwire.trust_session(port)
         try:
             self.assertEqual(pgwire.simple_query(idle, "SELECT 1"), b"I")
             self.assertEqual(pgwire.simple_query(busy, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'first')"), b"T")
             self.assertEqual(pgwire.simple_query(stuck, f"BEGIN; INSERT INTO drain_t VALUES ('{label}', 'never')"), b"T")
+            running.sendall(pgwire.query_message("SELECT pg_sleep(10)"))
+            time.sleep(0.2)
             p.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             # The idle session goes at once; new clients are turned away.
@@ -62,9 +66,12 @@ class Drain(unittest.TestCase):
             # The stuck one is closed when shutdown_timeout_ms has passed.
             self.closed_with_57P01(stuck, 10)
             self.assertGreaterEqual(time.monotonic() - started, TIMEOUT_MS / 1000 - 0.3)
+            # So is the one waiting on its server, without waiting for the statement's end.
+            self.closed_with_57P01(running, 2)
+            self.assertLess(time.monotonic() - started, 8)
             self.assertEqual(p.process.wait(timeout=10), 0)
         finally:
-            for s in (idle, busy, stuck):
+            for s in (idle, busy, stuck, running):
                 s.close()
         rows = self.cluster.sql("n0", f"SELECT v FROM drain_t WHERE port = '{label}' ORDER BY v")
         self.assertEqual(rows, [["first"], ["second"]])

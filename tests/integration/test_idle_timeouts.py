@@ -10,34 +10,21 @@ import psycopg2
 
 import pgwire
 from cluster import LocalCluster
-from pglane import AutoPglane
+from pglane import start_module_pglane, stop_module_pglane
 
 
 class IdleTimeouts(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cluster = LocalCluster.from_env()
-        cls.started_here = cls.cluster.ensure_up()
-        cls.p = None
-        pgwire.ensure_roles(cls.cluster)
-        try:
-            # trust toward clients: the raw-socket tests log in as the trust role
-            cls.p = AutoPglane(cls.cluster, log_level="info", users={pgwire.TRUST_ROLE: ""}, overrides={
-                "auth": {"method": "trust"}, "workers": 1, "pool": {"mode": "transaction", "size": 4},
-                "limits": {"idle_session_timeout_ms": 1500, "idle_in_transaction_timeout_ms": 700}}).start()
-            cls.p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-        except Exception:
-            cls.tearDownClass()
-            raise
+        # trust toward clients: the raw-socket tests log in as the trust role
+        cls.started_here, cls.p = start_module_pglane(cls.cluster, auto_users={pgwire.TRUST_ROLE: ""}, overrides={
+            "auth": {"method": "trust"}, "workers": 1, "pool": {"mode": "transaction", "size": 4},
+            "limits": {"idle_session_timeout_ms": 1500, "idle_in_transaction_timeout_ms": 700}})
 
     @classmethod
     def tearDownClass(cls):
-        if cls.p:
-            cls.p.stop()
-        if cls.started_here:
-            import os
-            if not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
-                cls.cluster.down()
+        stop_module_pglane(cls.cluster, cls.started_here, cls.p)
 
     def connect(self):
         conn = psycopg2.connect(self.p.auto_dsn(), connect_timeout=5)

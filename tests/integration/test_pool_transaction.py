@@ -10,6 +10,7 @@ primary: clients there provably take turns on one server session."""
 import asyncio
 import os
 import resource
+import signal
 import subprocess
 import threading
 import time
@@ -418,6 +419,50 @@ class TransactionPooling(unittest.TestCase):
 
         asyncio.run(afterwards())
         self.assertEqual(self.direct("SELECT count(*) FROM pool_kill WHERE v >= 1000")[0][0], "50")
+
+    def test_a_server_dying_before_a_deferred_begin_is_answered_leaves_the_session_usable(self):
+        """pglane answers BEGIN itself and sends it with the transaction's first statement.
+        Here the narrow pool's one connection to n0 is frozen and told to terminate, so its
+        server dies before answering that BEGIN. The client gets one 08006 naming the server's
+        reason (not the server's FATAL, which would tell it its own session is over), and its
+        next statement gets an answer: the failed unit used to leave pglane waiting to drop
+        the BEGIN's answers from the next unit, and the client hung there."""
+        p = self.narrow
+        self.direct("DROP TABLE IF EXISTS pool_dying; CREATE TABLE pool_dying (v int)")
+        pgwire.wait_replayed(self.cluster)
+
+        async def scenario():
+            conn = await asyncpg.connect(**self.asyncpg_args(p), command_timeout=10)
+            try:
+                async with conn.transaction():
+                    pid = await conn.fetchval("SELECT pg_backend_pid()")
+                # That server session is back in the pool, idle: freeze it, then terminate it.
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    self.cluster.sql("n0", f"SELECT pg_terminate_backend({pid})")
+                    transaction = conn.transaction()
+                    await transaction.start()
+                    asyncio.get_running_loop().call_later(0.5, os.kill, pid, signal.SIGCONT)
+                    with self.assertRaises(asyncpg.PostgresError) as caught:
+                        await conn.execute("INSERT INTO pool_dying VALUES (1)")
+                finally:
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except ProcessLookupError:
+                        pass
+                await transaction.rollback()
+                after = await conn.fetchval("SELECT 1")
+                await conn.execute("INSERT INTO pool_dying VALUES (2)")
+                return caught.exception, after
+            finally:
+                await conn.close(timeout=5)
+
+        error, after = asyncio.run(asyncio.wait_for(scenario(), 60))
+        self.assertEqual(error.sqlstate, "08006", error)
+        self.assertIn("lost the connection to server n0: terminating connection due to administrator command",
+                      str(error))
+        self.assertEqual(after, 1)
+        self.assertEqual(self.direct("SELECT array_agg(v) FROM pool_dying")[0][0], "{2}")
 
     def test_a_stopped_standby_empties_its_pool_which_refills_when_it_returns(self):
         p = self.wide
