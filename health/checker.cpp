@@ -71,6 +71,15 @@ void HealthChecker::on_change(Subscriber subscriber) {
     subscribers_.push_back(std::move(subscriber));
 }
 
+void HealthChecker::set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_seconds) {
+    asio::post(io_, [this, max_lag_bytes, max_lag_seconds] {
+        settings_.max_lag_bytes = max_lag_bytes;
+        settings_.max_lag_seconds = max_lag_seconds;
+        state_.set_lag_limits(max_lag_bytes, max_lag_seconds);
+    });
+    probe_now();
+}
+
 void HealthChecker::probe_now() {
     asio::post(io_, [this] {
         if (round_in_flight_) {

@@ -55,6 +55,10 @@ public:
     /// flight). Thread-safe.
     void probe_now();
 
+    /// A reload of health.max_lag_bytes / max_lag_seconds, applied from the next round (which
+    /// it starts at once). Thread-safe.
+    void set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_seconds);
+
 private:
     [[nodiscard]] boost::asio::awaitable<void> run();
     [[nodiscard]] boost::asio::awaitable<std::vector<Observation>> probe_round();

@@ -70,6 +70,11 @@ public:
     /// primary the moment it promotes another node; the election does it on its own when
     /// the elected primary is replaced by another node.
     void fence(std::size_t index, std::string_view reason);
+    /// A reload: standbys are held back, and let back, against these from the next round on.
+    void set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_seconds) {
+        settings_.max_lag_bytes = max_lag_bytes;
+        settings_.max_lag_seconds = max_lag_seconds;
+    }
 
     /// Failover bookkeeping shown in the snapshot (counters and a line on the last attempt).
     void record_failover(bool succeeded, std::string description);

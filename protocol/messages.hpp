@@ -210,6 +210,15 @@ void append_ssl_request(std::string& out);
 void append_cancel_request(std::string& out, BackendKey key);
 void append_query(std::string& out, std::string_view sql);
 void append_terminate(std::string& out);
+
+/// The end of a startup as a server sends it: a ParameterStatus per (name, value) of
+/// `parameters`, BackendKeyData, ReadyForQuery (idle).
+template <typename Parameters>
+void append_greeting(std::string& out, const Parameters& parameters, BackendKey key) {
+    for (const auto& [name, value] : parameters) append_parameter_status(out, name, value);
+    append_backend_key_data(out, key);
+    append_ready_for_query(out, TransactionStatus::idle);
+}
 void append_sync(std::string& out);
 
 }  // namespace pglane::protocol

@@ -63,6 +63,7 @@ ParsedCommand parse_command(std::string_view query) {
     if (w.empty()) return {};
     if (w.size() == 1 && w[0] == "pause") return {Command::pause, {}};
     if (w.size() == 1 && w[0] == "resume") return {Command::resume, {}};
+    if (w.size() == 1 && w[0] == "reload") return {Command::reload, {}};
     if (w.size() == 2 && w[0] == "show") {
         static constexpr std::pair<std::string_view, Command> shows[] = {
             {"nodes", Command::show_nodes}, {"clients", Command::show_clients}, {"servers", Command::show_servers},
@@ -154,6 +155,7 @@ ResultSet help_table() {
         {"SHOW VERSION", "pglane's version"},
         {"PAUSE", "new transactions wait; returns once no session is inside one"},
         {"RESUME", "lets waiting transactions run"},
+        {"RELOAD", "reads the config file again, as SIGHUP does (what can change live, or nothing)"},
     };
     return result;
 }

@@ -3,7 +3,7 @@
 // admin.users): its commands, and the result sets it answers them with. Pure (text in,
 // bytes out), so unit tests check the commands and the wire bytes directly.
 //
-//   SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | VERSION | HELP,  PAUSE,  RESUME
+//   SHOW NODES | CLIENTS | SERVERS | POOLS | STATS | VERSION | HELP,  PAUSE,  RESUME,  RELOAD
 
 #include <nlohmann/json.hpp>
 
@@ -18,7 +18,9 @@ namespace pglane::proxy::admin {
 /// The database name that reaches the console instead of a server.
 inline constexpr std::string_view console_database = "pglane";
 
-enum class Command { show_nodes, show_clients, show_servers, show_pools, show_stats, show_version, show_help, pause, resume };
+enum class Command {
+    show_nodes, show_clients, show_servers, show_pools, show_stats, show_version, show_help, pause, resume, reload
+};
 
 struct ParsedCommand {
     std::optional<Command> command;   // empty: `error` says why (42601), or the query was empty
@@ -56,7 +58,7 @@ struct ServerInfo {
     std::string node;
     std::string database;
     std::string user;
-    std::int32_t backend_pid = 0;
+    std::uint32_t backend_pid = 0;
     int worker = 0;
     std::string state;        // idle in pool | in use
     std::uint64_t session = 0;  // 0: in the pool

@@ -21,14 +21,17 @@ class AdminConsole {
 public:
     using Describe = std::function<void(std::vector<admin::ClientInfo>&, std::vector<admin::ServerInfo>&)>;
 
-    AdminConsole(std::vector<std::string> users, std::function<nlohmann::json()> status)
-        : users_(std::move(users)), status_(std::move(status)) {}
+    /// `reload`: ConfigReloader::reload (empty when applied, else why not).
+    AdminConsole(std::vector<std::string> users, std::function<nlohmann::json()> status,
+                 std::function<std::string()> reload)
+        : users_(std::move(users)), status_(std::move(status)), reload_(std::move(reload)) {}
 
     /// Before any session starts: `describe` runs on `executor`'s thread.
     void add_worker(asio::any_io_executor executor, Describe describe);
 
     [[nodiscard]] bool is_admin(std::string_view user) const;
     [[nodiscard]] nlohmann::json status() const { return status_(); }
+    [[nodiscard]] std::string reload() const { return reload_(); }
 
     struct Snapshot {
         std::vector<admin::ClientInfo> clients;
@@ -47,6 +50,7 @@ private:
     };
     std::vector<std::string> users_;
     std::function<nlohmann::json()> status_;
+    std::function<std::string()> reload_;
     std::vector<WorkerView> workers_;
 };
 

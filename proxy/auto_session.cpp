@@ -177,13 +177,8 @@ asio::awaitable<void> AutoSession::finish(Disconnect why_value) {
     for (std::size_t node = 0; node < servers_.size(); ++node) {
         if (services_.pools && servers_[node]) drop_server(node);
     }
-    std::string terminate;
-    protocol::append_terminate(terminate);
     for (auto& server : servers_) {
-        if (!server || server->broken()) continue;
-        server->socket().non_blocking(true, ec);
-        server->socket().write_some(asio::buffer(terminate), ec);
-        server->close();
+        if (server) server->terminate();
     }
     client_.close(ec);
     bool expected = why->sqlstate.empty() && (why->reason == "client_terminated" || why->reason == "cancel_request");
@@ -288,13 +283,11 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& server) {
     if (services_.pools) pool_of(server.node()).remember_greeting(startup_settings_, server.parameters());
-    std::string out;
-    for (const auto& [name, value] : server.parameters()) protocol::append_parameter_status(out, name, value);
     const health::NodeAddress& address = server.address();
     client_key_ = services_.cancels.add(CancelTarget{address.host, address.port, address.name, server.backend_key()});
     cancel_key_ = server.backend_key();
-    protocol::append_backend_key_data(out, *client_key_);
-    protocol::append_ready_for_query(out, protocol::TransactionStatus::idle);
+    std::string out;
+    protocol::append_greeting(out, server.parameters(), *client_key_);
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
     co_return std::nullopt;
 }

@@ -51,7 +51,6 @@ void AutoSession::describe(int worker, std::vector<admin::ClientInfo>& clients,
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet_admin() {
-    std::string out;
     const std::string version = fmt::format("15.0 (pglane {})", pglane::version);
     const std::pair<std::string_view, std::string_view> parameters[] = {
         {"server_version", version},       {"server_encoding", "UTF8"},
@@ -59,10 +58,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_admin() {
         {"integer_datetimes", "on"},       {"standard_conforming_strings", "on"},
         {"application_name", "pglane"},
     };
-    for (const auto& [name, value] : parameters) protocol::append_parameter_status(out, name, value);
     client_key_ = services_.cancels.add(CancelTarget{});   // there is nothing to cancel
-    protocol::append_backend_key_data(out, *client_key_);
-    protocol::append_ready_for_query(out, protocol::TransactionStatus::idle);
+    std::string out;
+    protocol::append_greeting(out, parameters, *client_key_);
     log::info("admin_console_session", {{"session", id_}, {"user", user_}, {"client", peer_}});
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
     co_return std::nullopt;
@@ -145,6 +143,13 @@ asio::awaitable<void> AutoSession::answer_admin(std::string_view query, std::str
         break;
     case admin::Command::show_help: admin::append_result_set(out, admin::help_table()); break;
     case admin::Command::pause: co_await admin_pause(out); break;
+    case admin::Command::reload:
+        if (std::string refused = console.reload(); refused.empty()) {
+            protocol::MessageWriter(out, 'C').cstring("RELOAD");
+        } else {
+            protocol::append_error_response(out, "ERROR", "F0000", "pglane: RELOAD refused: " + refused);
+        }
+        break;
     case admin::Command::resume:
         console.paused.store(false);
         log::info("admin_resume", {{"session", id_}, {"user", user_}});

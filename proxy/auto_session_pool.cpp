@@ -113,12 +113,10 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_pool(const he
     const ServerPool::Greeting* parameters = pool_of(*node).greeting(startup_settings_);
     if (!parameters) co_return std::nullopt;
     if (kind_ == ListenerKind::ro) pinned_standby_ = node;
-    std::string out;
-    for (const auto& [name, value] : *parameters) protocol::append_parameter_status(out, name, value);
     // Cancels reach a server only while one runs this client's statements.
     client_key_ = services_.cancels.add(CancelTarget{});
-    protocol::append_backend_key_data(out, *client_key_);
-    protocol::append_ready_for_query(out, protocol::TransactionStatus::idle);
+    std::string out;
+    protocol::append_greeting(out, *parameters, *client_key_);
     greeted = true;
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
     co_return std::nullopt;

@@ -44,8 +44,8 @@ struct StoredSecret {
 
 asio::awaitable<StoredSecret> lookup_secret(const SecretSources& sources, std::string_view user,
                                             const std::optional<health::NodeAddress>& primary, const Limits& limits) {
-    if (sources.users) {
-        if (const UserSecret* entry = sources.users->find(user)) co_return StoredSecret{true, entry->secret};
+    if (std::shared_ptr<const UsersFile> users = sources.users.load()) {
+        if (const UserSecret* entry = users->find(user)) co_return StoredSecret{true, entry->secret};
     }
     if (sources.settings.query.empty() || !primary) co_return StoredSecret{};
     std::string sql = sources.settings.query;
@@ -64,10 +64,7 @@ asio::awaitable<StoredSecret> lookup_secret(const SecretSources& sources, std::s
         co_return StoredSecret{};
     }
     HiddenResult result = co_await connection.hidden_query(sql);
-    std::string terminate;
-    protocol::append_terminate(terminate);
-    (void)co_await connection.write(terminate);
-    connection.close();
+    connection.terminate();
     if (!result.ok) {
         log::warn("auth_query_failed", {{"node", primary->name}, {"error", result.error.message}});
         co_return StoredSecret{};

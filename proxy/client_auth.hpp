@@ -12,14 +12,17 @@
 
 #include <memory>
 #include <optional>
+#include <atomic>
+#include <memory>
 #include <string>
 
 namespace pglane::proxy {
 
-/// Where stored secrets come from. Immutable after construction; shared by all workers.
+/// Where stored secrets come from; shared by all workers. The users file may be replaced
+/// by a reload (SIGHUP) while sessions read it: each lookup takes the current one.
 struct SecretSources {
     AuthSettings settings;
-    std::shared_ptr<const UsersFile> users;   // may be null when only auth.query is used
+    std::atomic<std::shared_ptr<const UsersFile>> users;   // may be null when only auth.query is used
 };
 
 struct ClientAuthResult {

@@ -28,14 +28,26 @@ ClientLimits::ClientLimits(const Limits& limits)
       max_per_user_(limits.max_client_connections_per_user),
       max_by_user_(limits.max_client_connections_by_user.begin(), limits.max_client_connections_by_user.end()) {}
 
-std::uint32_t ClientLimits::user_limit(std::string_view user) const {
+void ClientLimits::set_limits(const Limits& limits) {
+    std::lock_guard lock(mutex_);
+    max_total_ = limits.max_client_connections;
+    max_per_user_ = limits.max_client_connections_per_user;
+    max_by_user_ = {limits.max_client_connections_by_user.begin(), limits.max_client_connections_by_user.end()};
+}
+
+std::uint32_t ClientLimits::user_limit_locked(std::string_view user) const {
     auto it = max_by_user_.find(std::string(user));
     return it != max_by_user_.end() ? it->second : max_per_user_;
 }
 
-ClientLimits::Verdict ClientLimits::admit(Slot& slot, std::string_view user) {
-    std::uint32_t per_user = user_limit(user);
+std::uint32_t ClientLimits::user_limit(std::string_view user) const {
     std::lock_guard lock(mutex_);
+    return user_limit_locked(user);
+}
+
+ClientLimits::Verdict ClientLimits::admit(Slot& slot, std::string_view user) {
+    std::lock_guard lock(mutex_);
+    std::uint32_t per_user = user_limit_locked(user);
     if (slot.owner_) return Verdict::admitted;
     if (max_total_ > 0 && total_ >= max_total_) return Verdict::over_total;
     std::size_t& of_user = per_user_[std::string(user)];
@@ -69,11 +81,12 @@ void ClientLimits::release(Slot& slot) {
 }
 
 std::string ClientLimits::refusal_message(Verdict verdict, std::string_view user) const {
+    std::lock_guard lock(mutex_);
     if (verdict == Verdict::over_total)
         return fmt::format("sorry, too many clients already (pglane limits.max_client_connections = {})", max_total_);
     if (max_by_user_.contains(std::string(user)))
         return fmt::format("too many connections for user \"{}\" (pglane limits.max_client_connections_by_user = {})",
-                           user, user_limit(user));
+                           user, user_limit_locked(user));
     return fmt::format("too many connections for user \"{}\" (pglane limits.max_client_connections_per_user = {})",
                        user, max_per_user_);
 }

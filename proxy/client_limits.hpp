@@ -58,6 +58,10 @@ public:
 
     explicit ClientLimits(const Limits& limits);
 
+    /// A reload: the new maxima apply to sessions admitted from now on; sessions already
+    /// over them stay.
+    void set_limits(const Limits& limits);
+
     /// Admits one session of `user` into `slot` (which must not hold a share yet), or says
     /// which limit refuses it; a refused session is not counted.
     [[nodiscard]] Verdict admit(Slot& slot, std::string_view user);
@@ -75,11 +79,12 @@ public:
 
 private:
     void release(Slot& slot);
+    [[nodiscard]] std::uint32_t user_limit_locked(std::string_view user) const;
 
-    const std::uint32_t max_total_;
-    const std::uint32_t max_per_user_;
-    const std::unordered_map<std::string, std::uint32_t> max_by_user_;
-    mutable std::mutex mutex_;
+    mutable std::mutex mutex_;   // guards everything below
+    std::uint32_t max_total_;
+    std::uint32_t max_per_user_;
+    std::unordered_map<std::string, std::uint32_t> max_by_user_;
     std::size_t total_ = 0;
     std::unordered_map<std::string, std::size_t> per_user_;
     std::unordered_map<int, Slot*> attached_;

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     pglane::log::set_level(level);
     std::signal(SIGPIPE, SIG_IGN);
     try {
-        return pglane::proxy::run_server(config);
+        return pglane::proxy::run_server(config, config_path);
     } catch (const std::exception& e) {
         pglane::log::error("pglane_failed", {{"error", e.what()}});
         return 1;

@@ -57,8 +57,13 @@ SIGNALS
         The same at once: every session is closed without waiting for open transactions.
     SIGPIPE
         Ignored (a vanished peer is an error on its own connection only).
-    Other signals keep their default action: SIGHUP does not reload the configuration, it
-    terminates pglane like any unhandled signal; restart pglane to apply a new configuration.
+    SIGHUP
+        Reload: read the configuration file again and apply, without touching a session,
+        log_level, the users file's contents, limits.max_client_connections (and _per_user,
+        _by_user) and health.max_lag_bytes / max_lag_seconds. A file that does not parse,
+        or that changes any other setting, is refused as a whole (config_reload_refused in
+        the log, naming the reason) and the running configuration stays; apply those with
+        a restart. The admin console's RELOAD does the same.
 
 FILES
     The configuration file given with --config (no default path; packaging/pglane.service

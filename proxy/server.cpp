@@ -7,6 +7,7 @@
 #include "proxy/client_limits.hpp"
 #include "proxy/function_catalogs.hpp"
 #include "proxy/http_server.hpp"
+#include "proxy/reload.hpp"
 #include "proxy/status.hpp"
 #include "proxy/worker.hpp"
 
@@ -66,7 +67,7 @@ void wait_for_first_round(const health::HealthChecker& health, const Config& con
 
 }  // namespace
 
-int run_server(const Config& config) {
+int run_server(const Config& config, const std::string& config_path) {
     health::HealthChecker health(config.health, config.nodes);
     CancelRegistry cancels;
     std::atomic<std::uint64_t> read_only_turn{0};
@@ -84,13 +85,19 @@ int run_server(const Config& config) {
         }
     }
 
+    ConfigReloader reloader(config_path, {secrets.get(), [&limits](const Limits& l) { limits.set_limits(l); },
+                                          [&health](std::uint64_t bytes, double seconds) {
+                                              health.set_lag_limits(bytes, seconds);
+                                          }});
+
     std::vector<std::unique_ptr<Worker>> workers;
     PoolStatsRegistry pool_stats;
     std::unique_ptr<AdminConsole> console;
     if (!config.admin_users.empty()) {
-        console = std::make_unique<AdminConsole>(config.admin_users, [&] {
-            return status_document(*health.topology(), workers, config.nodes.size(), pool_stats);
-        });
+        console = std::make_unique<AdminConsole>(
+            config.admin_users,
+            [&] { return status_document(*health.topology(), workers, config.nodes.size(), pool_stats); },
+            [&reloader] { return reloader.reload(); });
     }
     int count = worker_count(config);
     for (int i = 0; i < count; ++i) {
@@ -125,10 +132,22 @@ int run_server(const Config& config) {
                                  {"auto", config.listen_auto ? config.listen_auto->to_string() : "-"},
                                  {"metrics", config.metrics_listen ? config.metrics_listen->to_string() : "-"}});
 
+    // SIGHUP reloads (reload.hpp) and pglane goes on; SIGINT and SIGTERM stop it.
     asio::io_context signals_io{1};
-    asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+    asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     int received = 0;
-    signals.async_wait([&](const boost::system::error_code&, int signal) { received = signal; });
+    std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
+                                                                               int signal) {
+        if (ec) return;
+        if (signal != SIGHUP) {
+            received = signal;
+            return;
+        }
+        log::info("reload_requested", {{"signal", "SIGHUP"}});
+        (void)reloader.reload();
+        signals.async_wait(on_signal);
+    };
+    signals.async_wait(on_signal);
     signals_io.run();
 
     // SIGTERM drains: no new clients, transactions finish (up to shutdown_timeout_ms), each

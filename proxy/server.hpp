@@ -8,6 +8,6 @@ namespace pglane::proxy {
 
 /// Runs until SIGINT or SIGTERM; returns the process exit code. Throws std::system_error
 /// when a port cannot be bound.
-[[nodiscard]] int run_server(const Config& config);
+[[nodiscard]] int run_server(const Config& config, const std::string& config_path);
 
 }  // namespace pglane::proxy

@@ -73,6 +73,17 @@ void ServerConnection::close() {
     socket_.close(ec);
 }
 
+void ServerConnection::terminate() {
+    if (!broken_ && socket_.is_open()) {
+        std::string bye;
+        protocol::append_terminate(bye);
+        boost::system::error_code ec;
+        socket_.non_blocking(true, ec);
+        socket_.write_some(asio::buffer(bye), ec);
+    }
+    close();
+}
+
 asio::awaitable<bool> ServerConnection::write(std::string_view bytes) {
     if (broken_) co_return false;
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_nothrow);

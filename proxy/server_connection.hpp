@@ -84,6 +84,9 @@ public:
     [[nodiscard]] bool broken() const { return broken_; }
     void mark_broken();
     void close();
+    /// Ends the session politely (Terminate, without waiting) when the connection is sound,
+    /// so the server does not log a lost client; then closes it.
+    void terminate();
 
     [[nodiscard]] const std::map<std::string, std::string>& parameters() const { return parameters_; }
     [[nodiscard]] protocol::BackendKey backend_key() const { return backend_key_; }

@@ -223,24 +223,13 @@ asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> 
         }
         // 2. A new one while the pool is under its size (and nobody queues before this client).
         if (pool.open_ < size_per_worker_ && (pool.waiters_.empty() || may_open)) {
-            ++pool.open_;
-            stats.active.fetch_add(1, std::memory_order_relaxed);
-            auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits);
-            const std::vector<std::pair<std::string, std::string>> login{{"user", pool.user_},
-                                                                         {"database", pool.database_}};
-            std::optional<ServerFailure> failure = co_await server->open(login, credentials);
+            stats.active.fetch_add(1, std::memory_order_relaxed);   // counted while it opens
+            auto opened = co_await open_connection(pool, credentials);
             stats.active.fetch_sub(1, std::memory_order_relaxed);
-            if (failure) {
-                --pool.open_;
-                counters_.add(pool.node_, NodeCounter::server_connect_errors_total);
-                wake_one(pool);  // the place this attempt held is free again
-                co_return *failure;
-            }
-            counters_.add(pool.node_, NodeCounter::server_connections_active);
-            stats.opened.fetch_add(1, std::memory_order_relaxed);
+            if (auto* failure = std::get_if<ServerFailure>(&opened)) co_return std::move(*failure);
             pool.credentials_ = credentials;
             pool.have_credentials_ = true;
-            co_return lend(std::move(server));
+            co_return lend(std::move(std::get<std::unique_ptr<ServerConnection>>(opened)));
         }
         // 3. Wait for a connection to come back (or for a place to open one).
         if (std::chrono::steady_clock::now() >= deadline) break;
@@ -302,15 +291,7 @@ void ServerPools::retire(ServerPool& pool, std::unique_ptr<ServerConnection> ser
 }
 
 void ServerPools::discard(ServerPool& pool, std::unique_ptr<ServerConnection> server) {
-    // Terminate politely when the connection is still sound; a broken one is just closed.
-    if (!server->broken()) {
-        std::string terminate;
-        protocol::append_terminate(terminate);
-        boost::system::error_code ec;
-        server->socket().non_blocking(true, ec);
-        server->socket().write_some(asio::buffer(terminate), ec);
-    }
-    server->close();
+    server->terminate();
     counters_.add(server->node(), NodeCounter::server_connections_active, -1);
     pool.stats_.closed.fetch_add(1, std::memory_order_relaxed);
     --pool.open_;
@@ -361,22 +342,30 @@ void ServerPools::on_topology(const health::Topology& topology) {
     }
 }
 
-asio::awaitable<void> ServerPools::open_idle(ServerPool& pool) {
+asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> ServerPools::open_connection(
+    ServerPool& pool, const ServerCredentials& credentials) {
     ++pool.open_;
     auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits);
     const std::vector<std::pair<std::string, std::string>> login{{"user", pool.user_}, {"database", pool.database_}};
-    const ServerCredentials credentials = pool.credentials_;
     std::optional<ServerFailure> failure = co_await server->open(login, credentials);
-    if (failure || stopping_) {
+    if (failure) {
         --pool.open_;
-        if (failure) counters_.add(pool.node_, NodeCounter::server_connect_errors_total);
-        wake_one(pool);
-        co_return;
+        counters_.add(pool.node_, NodeCounter::server_connect_errors_total);
+        wake_one(pool);  // the place this attempt held is free again
+        co_return *failure;
     }
     counters_.add(pool.node_, NodeCounter::server_connections_active);
     pool.stats_.opened.fetch_add(1, std::memory_order_relaxed);
+    co_return std::move(server);
+}
+
+asio::awaitable<void> ServerPools::open_idle(ServerPool& pool) {
+    const ServerCredentials credentials = pool.credentials_;
+    auto opened = co_await open_connection(pool, credentials);
+    auto* server = std::get_if<std::unique_ptr<ServerConnection>>(&opened);
+    if (!server) co_return;
     pool.stats_.active.fetch_add(1, std::memory_order_relaxed);  // checkin counts it back
-    checkin(pool, std::move(server));
+    checkin(pool, std::move(*server));   // closes it instead when pglane is stopping
 }
 
 asio::awaitable<void> ServerPools::maintain() {

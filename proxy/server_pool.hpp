@@ -150,6 +150,9 @@ private:
     void discard(ServerPool& pool, std::unique_ptr<ServerConnection> server);
     void wake_one(ServerPool& pool);
     [[nodiscard]] bool node_usable(std::size_t node) const;
+    /// A new connection for `pool`, counted in it (open_, metrics) once it is open.
+    asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> open_connection(
+        ServerPool& pool, const ServerCredentials& credentials);
     asio::awaitable<void> open_idle(ServerPool& pool);
 
     asio::any_io_executor executor_;

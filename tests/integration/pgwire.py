@@ -286,6 +286,17 @@ def ensure_roles(cluster):
     wait_replayed(cluster)
 
 
+def ensure_password_role(cluster, user, password):
+    """Creates login role `user` with a SCRAM verifier for `password` (idempotent)."""
+    cluster.sql("n0", f"""
+        DO $$BEGIN
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') THEN
+            CREATE ROLE {user} LOGIN; END IF;
+        END$$;
+        SET password_encryption = 'scram-sha-256';
+        ALTER ROLE {user} PASSWORD '{password}'""")
+
+
 def wait_replayed(cluster, standbys=("n1", "n2"), timeout=15):
     """Waits until every standby replayed the primary's current WAL position."""
     lsn = cluster.value("n0", "SELECT pg_current_wal_lsn()")

@@ -66,13 +66,7 @@ class TransactionPooling(unittest.TestCase):
         raise_fd_limit()
         cls.cluster = LocalCluster.from_env()
         cls.started_here = cls.cluster.ensure_up()
-        cls.cluster.sql("n0", f"""
-            DO $$BEGIN
-              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{USER}') THEN
-                CREATE ROLE {USER} LOGIN; END IF;
-            END$$;
-            SET password_encryption = 'scram-sha-256';
-            ALTER ROLE {USER} PASSWORD '{PASSWORD}';""")
+        pgwire.ensure_password_role(cls.cluster, USER, PASSWORD)
         if cls.cluster.value("n0", f"SELECT count(*) FROM pg_database WHERE datname = '{DB}'") == "0":
             cls.cluster.sql("n0", f"CREATE DATABASE {DB} OWNER {USER}")
         pgwire.wait_replayed(cls.cluster)

@@ -16,12 +16,13 @@ TEST_CASE("admin commands: one per query, any case, an optional semicolon") {
     CHECK(parse_command("SHOW HELP").command == Command::show_help);
     CHECK(parse_command("pause").command == Command::pause);
     CHECK(parse_command("Resume;").command == Command::resume);
+    CHECK(parse_command("RELOAD").command == Command::reload);
 
     ParsedCommand empty = parse_command(" ; ");
     CHECK_FALSE(empty.command);
     CHECK(empty.error.empty());
 
-    for (const char* bad : {"SHOW NOTHING", "SHOW", "SHOW NODES; SHOW POOLS", "SELECT 1", "PAUSE NOW", "RELOAD"}) {
+    for (const char* bad : {"SHOW NOTHING", "SHOW", "SHOW NODES; SHOW POOLS", "SELECT 1", "PAUSE NOW", "RELOAD ALL"}) {
         ParsedCommand parsed = parse_command(bad);
         INFO(bad);
         CHECK_FALSE(parsed.command);

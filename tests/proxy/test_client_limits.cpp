@@ -162,3 +162,19 @@ TEST_CASE("connection limit errors name the key") {
             R"(config key "limits.max_client_connections_by_user.alice": must be an integer)");
     REQUIRE(config_error(R"({"max_clients":1})") == R"(config key "limits.max_clients": unknown key)");
 }
+
+TEST_CASE("a reload's limits apply to the next sessions; those already over them stay") {
+    ClientLimits counted(limits(0));
+    ClientLimits::Slot first, second, third;
+    REQUIRE(counted.admit(first, "a") == Verdict::admitted);
+    REQUIRE(counted.admit(second, "a") == Verdict::admitted);
+    counted.set_limits(limits(0, 1));
+    CHECK(counted.admit(third, "a") == Verdict::over_user);
+    CHECK(counted.refusal_message(Verdict::over_user, "a").find("max_client_connections_per_user = 1") !=
+          std::string::npos);
+    CHECK(counted.sessions_of("a") == 2);
+    CHECK(counted.admit(third, "b") == Verdict::admitted);
+    ClientLimits::Slot fourth;
+    counted.set_limits(limits(3));
+    CHECK(counted.admit(fourth, "c") == Verdict::over_total);
+}

@@ -1,0 +1,57 @@
+#include "proxy/reload.hpp"
+
+#include <catch2/catch.hpp>
+
+using pglane::proxy::restart_only_difference;
+
+namespace {
+
+nlohmann::json document(const char* text) { return nlohmann::json::parse(text); }
+
+const char* running = R"({
+  "listen": {"rw": "127.0.0.1:6433"}, "nodes": [{"name": "n0", "host": "10.0.0.1", "port": 5432}],
+  "log_level": "info", "limits": {"startup_timeout_ms": 15000, "max_client_connections": 100},
+  "health": {"interval_ms": 1000, "max_lag_bytes": 1048576}})";
+
+}  // namespace
+
+TEST_CASE("reload: what a running pglane applies is not a difference") {
+    CHECK(restart_only_difference(document(running), document(running)).empty());
+    CHECK(restart_only_difference(document(running), document(R"({
+      "listen": {"rw": "127.0.0.1:6433"}, "nodes": [{"name": "n0", "host": "10.0.0.1", "port": 5432}],
+      "log_level": "debug", "limits": {"startup_timeout_ms": 15000, "max_client_connections": 5,
+                                       "max_client_connections_per_user": 2,
+                                       "max_client_connections_by_user": {"batch": 1}},
+      "health": {"interval_ms": 1000, "max_lag_bytes": 1024, "max_lag_seconds": 3}})"))
+              .empty());
+}
+
+TEST_CASE("reload: a section holding only what reload applies is as good as none") {
+    nlohmann::json without = document(running);
+    without.erase("limits");
+    nlohmann::json with = without;
+    with["limits"] = {{"max_client_connections_per_user", 1}};
+    CHECK(restart_only_difference(without, with).empty());
+    CHECK(restart_only_difference(with, without).empty());
+    with["limits"]["startup_timeout_ms"] = 100;
+    CHECK(restart_only_difference(without, with) == "limits.startup_timeout_ms");
+    CHECK(restart_only_difference(with, without) == "limits.startup_timeout_ms");
+}
+
+TEST_CASE("reload: anything else is named by its key") {
+    auto changed = [](const char* pointer, nlohmann::json value) {
+        nlohmann::json next = document(running);
+        next[nlohmann::json::json_pointer(pointer)] = std::move(value);
+        return restart_only_difference(document(running), next);
+    };
+    CHECK(changed("/nodes/0/port", 5433) == "nodes");
+    CHECK(changed("/listen/rw", "127.0.0.1:7000") == "listen.rw");
+    CHECK(changed("/limits/startup_timeout_ms", 1000) == "limits.startup_timeout_ms");
+    CHECK(changed("/health/interval_ms", 500) == "health.interval_ms");
+    CHECK(changed("/pool", nlohmann::json{{"mode", "transaction"}}) == "pool.mode");
+    CHECK(changed("/limits/idle_session_timeout_ms", 1000) == "limits.idle_session_timeout_ms");
+
+    nlohmann::json removed = document(running);
+    removed.erase("listen");
+    CHECK(restart_only_difference(document(running), removed) == "listen.rw");
+}
