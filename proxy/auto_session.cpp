@@ -86,7 +86,12 @@ void AutoSession::fence(Disconnect why) {
 void AutoSession::drain(Disconnect why) {
     if (drain_ || fence_) return;
     drain_ = std::move(why);
-    fence_timer_.cancel();  // an idle session notices at once (read_unit), a busy one after its unit
+    // An idle session notices at once (read_unit), a busy one after its unit.
+    fence_timer_.cancel();
+    if (waiting_idle_) {
+        boost::system::error_code ignored;
+        client_.cancel(ignored);
+    }
 }
 
 void AutoSession::on_topology(const health::Topology& topology) {
@@ -322,7 +327,7 @@ asio::awaitable<Disconnect> AutoSession::serve() {
         }
         if (services_.admin && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty() &&
             services_.admin->paused.load(std::memory_order_relaxed)) {
-            // PAUSE (admin console): the next transaction waits, holding no server connection.
+            // PAUSE (admin console): the next transaction waits (pooled: holding no connection).
             if (auto stop = co_await wait_while_paused()) co_return *stop;
         }
         in_unit_ = true;
@@ -362,9 +367,11 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             if (unit.bytes.size() > max_held_unit_bytes) co_return std::nullopt;
         }
         client_in_.compact();
-        // Wait for the client, or for the session to be fenced while it is idle. A LISTENing
-        // session also waits for notifications from its primary. The fence timer doubles as
-        // the idle timeout: it expires, where fencing cancels it.
+        // Wait for the client, or for the session to be fenced or drained while it is idle.
+        // A LISTENing session also waits for notifications from its primary. The fence timer
+        // doubles as the idle timeout: it expires, where fencing cancels it. Without an idle
+        // limit the client's socket is waited on alone (fence() and drain() cancel that
+        // wait): an idle session then holds one pending operation, not a parallel group.
         const bool in_transaction = status_ != protocol::TransactionStatus::idle || !unit.bytes.empty();
         const int idle_limit_ms = in_transaction ? services_.config.limits.idle_in_transaction_timeout_ms
                                                  : services_.config.limits.idle_session_timeout_ms;
@@ -385,9 +392,14 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             }
             if (three.index() == 0) result.emplace<0>(std::get<0>(three));
             else result.emplace<1>(std::get<1>(three));
-        } else {
+        } else if (idle_limit_ms > 0) {
             result = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
                                fence_timer_.async_wait(use_nothrow));
+        } else {
+            waiting_idle_ = true;
+            auto [ec] = co_await client_.async_wait(tcp::socket::wait_read, use_nothrow);
+            waiting_idle_ = false;
+            result.emplace<0>(ec);
         }
         if (fence_) co_return *fence_;
         if (drain_ && !in_transaction && deferred_begin_.empty()) co_return *drain_;
@@ -406,6 +418,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
                                              idle_limit_ms),
                                  "idle_session_timeout"};
         }
+        if (result.index() == 0 && std::get<0>(std::get<0>(result)) == asio::error::operation_aborted)
+            continue;   // a drain woke a session inside a transaction: it may finish
         if (result.index() == 0 && std::get<0>(std::get<0>(result))) co_return Disconnect::quiet("client_disconnected");
         // Woken by the timer (a drain while in a transaction): nothing to read; a read now
         // would block the worker's thread until the client sends something.

@@ -210,6 +210,7 @@ private:
     bool admin_ = false;      // an admin console session: no servers, pglane answers
     bool in_unit_ = false;    // between reading a unit and its end (SHOW CLIENTS: active)
     bool paused_ = false;     // waiting for RESUME
+    bool waiting_idle_ = false;  // in read_unit's wait on the client alone (drain() cancels it)
     std::chrono::steady_clock::time_point connected_at_ = std::chrono::steady_clock::now();
 };
 

@@ -5,6 +5,8 @@
    its next write runs on the new primary with its state restored, and
    pglane_sessions_moved_total goes up. A session in the middle of a transaction gets an
    error of class 08 or 40 for it, then BEGIN; INSERT; COMMIT on the same connection works.
+   The same under transaction pooling (no connection is held between units; the old
+   primary's pool empties).
 4. failover.hold_ms: with failover on and hold_ms 15000, a write sent right after the kill
    (on an existing session, and on a new rw session) waits and then succeeds; with failover
    off and hold_ms 500, a write fails after about 0.5 s with 08006 naming no primary.
@@ -41,6 +43,52 @@ def ids_on(c, node):
     return {row[0] for row in c.sql(node, "SELECT id FROM fo_t")}
 
 
+def idle_and_transaction_across_a_failover(test, p, prefix):
+    """An idle session (SET, a protocol-level and an SQL prepared statement) and one inside a
+    transaction, then SIGKILL of n0. After the promotion the idle one writes again with its
+    state, the other gets an error of class 08 or 40 for its lost transaction and then
+    commits a retry on the same connection. Returns (new primary, the lost transaction's
+    SQLSTATE, the first line of its error)."""
+    idle = psycopg.connect(p.auto_dsn(), autocommit=True, connect_timeout=5)
+    test.addCleanup(idle.close)
+    idle.execute(f"SET application_name = '{prefix}'")
+    idle.execute("PREPARE fo_ins(text) AS INSERT INTO fo_t (id) VALUES ($1)")
+    idle.execute("INSERT INTO fo_t (id) VALUES (%s)", (f"{prefix}-before",), prepare=True)
+    idle.execute(f"EXECUTE fo_ins('{prefix}-before-sql')")
+    test.assertEqual(idle.execute("SELECT current_setting('application_name')").fetchone()[0], prefix)
+    tx = psycopg2.connect(p.auto_dsn(), connect_timeout=5)
+    test.addCleanup(tx.close)
+    with tx.cursor() as cur:
+        cur.execute(f"INSERT INTO fo_t (id) VALUES ('{prefix}-tx-lost')")  # BEGIN; INSERT; (open)
+    test.assertEqual(tx.get_transaction_status(), psycopg2.extensions.TRANSACTION_STATUS_INTRANS)
+
+    fc.kill_node(CLUSTER, "n0")
+    new = fc.wait_new_primary(p, "n0", timeout=30)
+
+    # Idle session: same socket, next statements on the new primary with its state.
+    idle.execute("INSERT INTO fo_t (id) VALUES (%s)", (f"{prefix}-after",), prepare=True)
+    idle.execute(f"EXECUTE fo_ins('{prefix}-after-sql')")
+    test.assertEqual(idle.execute("SELECT current_setting('application_name')").fetchone()[0], prefix)
+    test.assertFalse(idle.closed)
+    # Session mid-transaction: an error for the lost transaction (class 08 or 40) ...
+    with test.assertRaises(psycopg2.Error) as raised:
+        with tx.cursor() as cur:
+            cur.execute(f"INSERT INTO fo_t (id) VALUES ('{prefix}-tx-second')")
+    code = raised.exception.pgcode or ""
+    test.assertTrue(code[:2] in ("08", "40"), f"SQLSTATE {code!r}: {raised.exception}")
+    test.assertEqual(tx.closed, 0, "the connection of the lost transaction was closed")
+    # ... and a retry on the same connection works.
+    tx.rollback()
+    with tx.cursor() as cur:
+        cur.execute(f"INSERT INTO fo_t (id) VALUES ('{prefix}-tx-retry')")
+    tx.commit()
+    on_new = ids_on(CLUSTER, new)
+    test.assertTrue({f"{prefix}-{k}" for k in ("before", "before-sql", "after", "after-sql", "tx-retry")} <= on_new,
+                    on_new)
+    test.assertFalse({f"{prefix}-tx-lost", f"{prefix}-tx-second"} & on_new, on_new)
+    return new, code, str(raised.exception).strip().splitlines()[0]
+
+
 class IdleAndInTransaction(unittest.TestCase):
 
     def test_idle_session_moves_and_transaction_session_retries(self):
@@ -49,53 +97,33 @@ class IdleAndInTransaction(unittest.TestCase):
         fresh_table(c)
         p = fc.failover_pglane(c)
         self.addCleanup(p.stop)
-
-        idle = psycopg.connect(p.auto_dsn(), autocommit=True, connect_timeout=5)
-        self.addCleanup(idle.close)
-        idle.execute("SET application_name = 'x'")
-        idle.execute("PREPARE fo_ins(text) AS INSERT INTO fo_t (id) VALUES ($1)")
-        idle.execute("INSERT INTO fo_t (id) VALUES (%s)", ("idle-before",), prepare=True)
-        idle.execute("EXECUTE fo_ins('idle-before-sql')")
-        self.assertEqual(idle.execute("SELECT current_setting('application_name')").fetchone()[0], "x")
-
-        tx = psycopg2.connect(p.auto_dsn(), connect_timeout=5)
-        self.addCleanup(tx.close)
-        with tx.cursor() as cur:
-            cur.execute("INSERT INTO fo_t (id) VALUES ('tx-lost')")  # BEGIN; INSERT; (open)
-        self.assertEqual(tx.get_transaction_status(), psycopg2.extensions.TRANSACTION_STATUS_INTRANS)
-
         moved_before = fc.metric(p, "pglane_sessions_moved_total")
-        fc.kill_node(c, "n0")
-        new = fc.wait_new_primary(p, "n0", timeout=30)
-
-        # Idle session: same socket, next statements on the new primary with its state.
-        idle.execute("INSERT INTO fo_t (id) VALUES (%s)", ("idle-after",), prepare=True)
-        idle.execute("EXECUTE fo_ins('idle-after-sql')")
-        self.assertEqual(idle.execute("SELECT current_setting('application_name')").fetchone()[0], "x")
-        on_new = ids_on(c, new)
-        self.assertTrue({"idle-before", "idle-before-sql", "idle-after", "idle-after-sql"} <= on_new, on_new)
-        self.assertFalse(idle.closed)
+        new, code, message = idle_and_transaction_across_a_failover(self, p, "idle")
         moved_after = fc.metric(p, "pglane_sessions_moved_total")
         self.assertGreater(moved_after, moved_before, "pglane_sessions_moved_total did not increase")
-
-        # Session mid-transaction: an error for the lost transaction (class 08 or 40) ...
-        with self.assertRaises(psycopg2.Error) as raised:
-            with tx.cursor() as cur:
-                cur.execute("INSERT INTO fo_t (id) VALUES ('tx-second')")
-        code = raised.exception.pgcode or ""
-        self.assertTrue(code[:2] in ("08", "40"), f"SQLSTATE {code!r}: {raised.exception}")
-        self.assertEqual(tx.closed, 0, "the connection of the lost transaction was closed")
-        # ... and a retry on the same connection works.
-        tx.rollback()
-        with tx.cursor() as cur:
-            cur.execute("INSERT INTO fo_t (id) VALUES ('tx-retry')")
-        tx.commit()
-        on_new = ids_on(c, new)
-        self.assertIn("tx-retry", on_new)
-        self.assertNotIn("tx-lost", on_new)
-        self.assertNotIn("tx-second", on_new)
         print(f"\nfailover-sessions new primary {new}; moved {moved_before} -> {moved_after}; "
-              f"lost transaction: {code} {str(raised.exception).strip().splitlines()[0]}")
+              f"lost transaction: {code} {message}")
+
+
+class Pooled(unittest.TestCase):
+
+    def test_pooled_sessions_keep_their_state_and_the_old_primarys_pool_closes(self):
+        """The same under transaction pooling: sessions hold no connection between units, so
+        the idle one's next write borrows one on the new primary, its SET and statements
+        replayed there; the open transaction's connection died with n0, whose pool empties."""
+        c = CLUSTER
+        fc.rebuild(c)
+        fresh_table(c)
+        p = fc.failover_pglane(c, extra={"pool": {"mode": "transaction", "size": 4, "min_idle": 1}})
+        self.addCleanup(p.stop)
+        new, code, message = idle_and_transaction_across_a_failover(self, p, "pooled")
+
+        def pool(node):
+            return next(q for q in p.status()["pools"] if q["node"] == node and q["database"] == "postgres")
+
+        pgwire.poll(lambda: pool("n0")["idle"] == 0 and pool("n0")["active"] == 0, 10, "n0's pool empty")
+        self.assertGreater(pool(new)["checkouts"], 0)
+        print(f"\nfailover-sessions pooled: new primary {new}; lost transaction: {code} {message}")
 
 
 class Hold(unittest.TestCase):
