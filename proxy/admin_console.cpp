@@ -4,8 +4,13 @@
 
 namespace pglane::proxy {
 
-void AdminConsole::add_worker(asio::any_io_executor executor, Describe describe) {
-    workers_.push_back({std::move(executor), std::move(describe)});
+void AdminConsole::add_worker(asio::any_io_executor executor, Describe describe, std::function<void()> wake) {
+    workers_.push_back({std::move(executor), std::move(describe), std::move(wake)});
+}
+
+void AdminConsole::resume() {
+    paused.store(false);
+    for (const WorkerView& worker : workers_) asio::post(worker.executor, worker.wake);
 }
 
 bool AdminConsole::is_admin(std::string_view user) const {

@@ -26,8 +26,9 @@ public:
                  std::function<std::string()> reload)
         : users_(std::move(users)), status_(std::move(status)), reload_(std::move(reload)) {}
 
-    /// Before any session starts: `describe` runs on `executor`'s thread.
-    void add_worker(asio::any_io_executor executor, Describe describe);
+    /// Before any session starts: `describe` and `wake` (which wakes the worker's sessions
+    /// waiting for RESUME) run on `executor`'s thread.
+    void add_worker(asio::any_io_executor executor, Describe describe, std::function<void()> wake);
 
     [[nodiscard]] bool is_admin(std::string_view user) const;
     [[nodiscard]] nlohmann::json status() const { return status_(); }
@@ -40,13 +41,15 @@ public:
     /// Every worker's sessions and connections, each taken on its worker's thread.
     asio::awaitable<Snapshot> snapshot() const;
 
-    /// PAUSE: sessions outside a transaction wait before their next one until RESUME.
+    /// PAUSE: sessions outside a transaction wait before their next one until resume().
     std::atomic<bool> paused{false};
+    void resume();
 
 private:
     struct WorkerView {
         asio::any_io_executor executor;
         Describe describe;
+        std::function<void()> wake;
     };
     std::vector<std::string> users_;
     std::function<nlohmann::json()> status_;

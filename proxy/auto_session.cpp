@@ -334,7 +334,7 @@ asio::awaitable<Disconnect> AutoSession::serve() {
         if (co_await answer_pglane_setting(unit)) continue;
         if (co_await answer_deallocate(unit)) continue;
         if (co_await defer_begin(unit)) continue;
-        if (auto stop = co_await run_unit(unit)) co_return fence_ ? *fence_ : *stop;
+        if (auto stop = co_await run_unit(unit)) co_return *stop;   // fail_unit prefers a fence
         if (unit.terminate) {
             client_terminated_ = true;
             co_return Disconnect::quiet("client_terminated");
@@ -346,13 +346,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
     for (;;) {
         while (true) {
             protocol::Frame frame = protocol::frame_message(client_in_.unread(), services_.config.limits.max_message_bytes);
-            if (frame.status == protocol::FrameStatus::malformed) {
-                services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
-                co_return Disconnect{std::string(protocol_violation),
-                                     fmt::format("invalid message length {} for message type \"{}\"", frame.length,
-                                                 frame.tag),
-                                     "malformed_message"};
-            }
+            if (frame.status == protocol::FrameStatus::malformed) co_return malformed_message(frame);
             if (frame.status == protocol::FrameStatus::need_more) {
                 if (frame.header_known()) client_in_.reserve_frame(frame.size);
                 break;
@@ -426,6 +420,13 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
         if (result.index() == 1) continue;
         if (!read_client_now()) co_return Disconnect::quiet("client_disconnected");
     }
+}
+
+Disconnect AutoSession::malformed_message(const protocol::Frame& frame) {
+    services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
+    return Disconnect{std::string(protocol_violation),
+                      fmt::format("invalid message length {} for message type \"{}\"", frame.length, frame.tag),
+                      "malformed_message"};
 }
 
 bool AutoSession::read_client_now() {

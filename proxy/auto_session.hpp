@@ -159,6 +159,8 @@ private:
     /// After the client's socket said it is readable: what it sent, without waiting (the
     /// socket is non-blocking; a wake-up can be a cancellation). False: EOF or an error.
     [[nodiscard]] bool read_client_now();
+    /// A client message whose length cannot be right: counted; the session ends with 08P01.
+    [[nodiscard]] Disconnect malformed_message(const protocol::Frame& frame);
     [[nodiscard]] const routing::Classification& classify(std::string_view sql);
     [[nodiscard]] std::optional<std::size_t> elected_primary() const;
 

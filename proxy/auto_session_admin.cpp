@@ -72,13 +72,7 @@ asio::awaitable<Disconnect> AutoSession::serve_admin() {
         if (fence_) co_return *fence_;
         if (drain_) co_return *drain_;
         protocol::Frame frame = protocol::frame_message(client_in_.unread(), services_.config.limits.max_message_bytes);
-        if (frame.status == protocol::FrameStatus::malformed) {
-            services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
-            co_return Disconnect{std::string(protocol::sqlstate::protocol_violation),
-                                 fmt::format("invalid message length {} for message type \"{}\"", frame.length,
-                                             frame.tag),
-                                 "malformed_message"};
-        }
+        if (frame.status == protocol::FrameStatus::malformed) co_return malformed_message(frame);
         if (frame.status == protocol::FrameStatus::need_more) {
             if (frame.header_known()) client_in_.reserve_frame(frame.size);
             client_in_.compact();
@@ -151,7 +145,7 @@ asio::awaitable<void> AutoSession::answer_admin(std::string_view query, std::str
         }
         break;
     case admin::Command::resume:
-        console.paused.store(false);
+        console.resume();
         log::info("admin_resume", {{"session", id_}, {"user", user_}});
         protocol::MessageWriter(out, 'C').cstring("RESUME");
         break;
@@ -187,16 +181,17 @@ asio::awaitable<void> AutoSession::admin_pause(std::string& out) {
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::wait_while_paused() {
+    // Woken by RESUME (the worker's gate) or by fence() and drain() (the fence timer, which
+    // no idle limit may expire meanwhile).
     paused_ = true;
-    asio::steady_timer tick(client_.get_executor());
+    fence_timer_.expires_at(asio::steady_timer::time_point::max());
     std::optional<Disconnect> stop;
     while (services_.admin->paused.load(std::memory_order_relaxed)) {
         if (fence_ || drain_) {
             stop = fence_ ? fence_ : drain_;
             break;
         }
-        tick.expires_after(std::chrono::milliseconds(20));
-        co_await tick.async_wait(use_nothrow);
+        co_await (services_.resume_gate->async_wait(use_nothrow) || fence_timer_.async_wait(use_nothrow));
     }
     paused_ = false;
     co_return stop;

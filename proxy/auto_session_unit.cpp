@@ -414,12 +414,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
     std::string out;
     for (;;) {
         protocol::Frame frame = protocol::frame_message(client_in_.unread(), services_.config.limits.max_message_bytes);
-        if (frame.status == protocol::FrameStatus::malformed) {
-            services_.counters.add(kind_, ListenerCounter::client_protocol_errors_total);
-            co_return Disconnect{std::string(protocol_violation),
-                                 fmt::format("invalid message length {} for message type \"{}\"", frame.length, frame.tag),
-                                 "malformed_message"};
-        }
+        if (frame.status == protocol::FrameStatus::malformed) co_return malformed_message(frame);
         if (frame.status == protocol::FrameStatus::need_more) {
             if (frame.header_known()) client_in_.reserve_frame(frame.size);
             break;

@@ -71,6 +71,7 @@ struct SessionServices {
     ClientLimits* limits = nullptr;               // shared by all workers; null: nothing counted
     ServerPools* pools = nullptr;                 // worker-local; null: no transaction pooling
     AdminConsole* admin = nullptr;                // shared by all workers; null: no admin.users
+    asio::steady_timer* resume_gate = nullptr;    // worker-local: paused sessions wait on it
 };
 
 /// What the worker's registry can ask of any session: fencing on topology changes and

@@ -69,11 +69,15 @@ void Worker::enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count) 
 
 void Worker::enable_admin(AdminConsole& console, int index) {
     services_.admin = &console;
-    console.add_worker(io_.get_executor(), [this, index](std::vector<admin::ClientInfo>& clients,
-                                                          std::vector<admin::ServerInfo>& servers) {
-        registry_.describe(index, clients, servers);
-        if (pools_) pools_->describe(index, servers);
-    });
+    services_.resume_gate = &resume_gate_;
+    console.add_worker(
+        io_.get_executor(),
+        [this, index](std::vector<admin::ClientInfo>& clients, std::vector<admin::ServerInfo>& servers) {
+            registry_.describe(index, clients, servers);
+            if (pools_) pools_->describe(index, servers);
+        },
+        // Setting the expiry again cancels every wait on the gate: the paused sessions wake.
+        [this] { resume_gate_.expires_at(asio::steady_timer::time_point::max()); });
 }
 
 void Worker::start() {

@@ -53,6 +53,8 @@ private:
     SessionServices services_;
     std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
     std::unique_ptr<ServerPools> pools_;
+    // Sessions paused by the admin console wait on it; RESUME re-arms it, which wakes them.
+    asio::steady_timer resume_gate_{io_, asio::steady_timer::time_point::max()};
     std::thread thread_;
     bool stopping_ = false;
 };
