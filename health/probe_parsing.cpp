@@ -192,6 +192,9 @@ std::string connection_string(const NodeAddress& node, const Settings& settings,
     append_value(out, "connect_timeout", std::to_string(connect_timeout));
     // GSS negotiation may look up Kerberos credentials synchronously; the probe must not block.
     append_value(out, "gssencmode", "disable");
+    // The probe reaches the node as pglane's sessions do, TLS included.
+    append_value(out, "sslmode", to_string(node.sslmode));
+    if (!node.ca_file.empty()) append_value(out, "sslrootcert", node.ca_file);
     out.pop_back();
     return out;
 }

@@ -15,11 +15,21 @@ enum class Role { unknown, primary, standby };
 
 [[nodiscard]] std::string_view to_string(Role role);
 
-/// Where a node listens. Owned by the config; copied into every snapshot.
+/// How pglane's connections to a node use TLS, with libpq's sslmode meanings: prefer
+/// encrypts when the server offers it, require insists without checking the certificate,
+/// verify-ca checks it against the CA file, verify-full also checks the host name.
+enum class SslMode { disable, prefer, require, verify_ca, verify_full };
+
+[[nodiscard]] std::string_view to_string(SslMode mode);
+
+/// Where a node listens and how pglane reaches it. Owned by the config; copied into every
+/// snapshot.
 struct NodeAddress {
     std::string name;
     std::string host;
     std::uint16_t port = 0;
+    SslMode sslmode = SslMode::prefer;
+    std::string ca_file;   // tls.server_ca_file: verifies the node for verify-ca/verify-full
 };
 
 /// One node as of the latest probe round. Plain data, safe to read from any thread.

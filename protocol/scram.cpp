@@ -1,5 +1,7 @@
 #include "protocol/scram.hpp"
 
+#include "protocol/messages.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -428,6 +430,21 @@ bool ClientExchange::server_final(std::string_view message, std::string& error) 
         return fail("incorrect server signature: the server does not know the password's verifier");
     change_state(State::authenticated);
     return true;
+}
+
+std::optional<std::string> mechanisms_without_channel_binding(std::span<const std::byte> mechanisms) {
+    BodyReader list(mechanisms);
+    std::string kept;
+    for (std::string_view name = list.cstring(); !list.failed(); name = list.cstring()) {
+        if (name.empty()) {
+            kept.push_back('\0');
+            return kept;
+        }
+        if (name == channel_binding_mechanism) continue;
+        kept.append(name);
+        kept.push_back('\0');
+    }
+    return std::nullopt;
 }
 
 }  // namespace pglane::protocol::scram

@@ -16,13 +16,22 @@
 // file yields a verifier the client's libpq (which also applies SASLprep) will not match;
 // storing the SCRAM verifier made by PostgreSQL itself avoids the difference entirely.
 
+#include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 namespace pglane::protocol::scram {
 
 inline constexpr std::string_view mechanism = "SCRAM-SHA-256";
+inline constexpr std::string_view channel_binding_mechanism = "SCRAM-SHA-256-PLUS";
+
+/// The mechanism list of an AuthenticationSASL request (NUL-terminated names, then an empty
+/// one) without SCRAM-SHA-256-PLUS, for a proxy that relays the exchange: the client would
+/// bind to the proxy's certificate and the server check its own, and a plaintext client
+/// refuses a PLUS offer outright. nullopt when the list is malformed.
+[[nodiscard]] std::optional<std::string> mechanisms_without_channel_binding(std::span<const std::byte> mechanisms);
 inline constexpr int default_iterations = 4096;  // PostgreSQL's scram_iterations default
 inline constexpr std::size_t key_length = 32;    // SHA-256 output
 

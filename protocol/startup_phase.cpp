@@ -34,13 +34,13 @@ StartupStep StartupPhase::next(Bytes unread) {
         case StartupKind::ssl_request:
         case StartupKind::gssenc_request: {
             bool ssl = step.packet.kind == StartupKind::ssl_request;
-            bool& declined = ssl ? ssl_declined_ : gssenc_declined_;
-            if (declined)
+            bool& asked = ssl ? ssl_asked_ : gssenc_asked_;
+            if (asked)
                 return refuse(std::move(step), sqlstate::protocol_violation,
                               fmt::format("duplicate {} during startup", ssl ? "SSLRequest" : "GSSENCRequest"),
                               "malformed_startup");
-            declined = true;
-            step.action = StartupAction::decline_encryption;
+            asked = true;
+            step.action = StartupAction::encryption_request;
             return step;
         }
         case StartupKind::cancel_request:

@@ -1,6 +1,6 @@
 #pragma once
 // The startup phase as a pure decision: given the bytes a client sent so far, what the
-// session does next (read more, answer an encryption request 'N', forward a CancelRequest,
+// session does next (read more, answer an encryption request, forward a CancelRequest,
 // refuse, or go on with a StartupMessage). The session coroutine only does the I/O, so every
 // garbage and partial-read case is a unit test (and a fuzz target) over plain bytes.
 // https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-START-UP
@@ -14,7 +14,7 @@
 
 namespace pglane::protocol {
 
-enum class StartupAction { need_more, decline_encryption, forward_cancel, refuse, start_session };
+enum class StartupAction { need_more, encryption_request, forward_cancel, refuse, start_session };
 
 /// One decision. `bytes` is what the packet occupies at the front of the buffer (consume it
 /// for every action but need_more); for need_more, `frame_size` is the whole packet's size
@@ -30,7 +30,7 @@ struct StartupStep {
 };
 
 /// The startup phase of one client connection: which encryption requests were already
-/// declined (a client may ask once for each, as PostgreSQL allows: a second one is a
+/// asked (a client may ask once for each, as PostgreSQL allows: a second one is a
 /// protocol violation, not a loop pglane answers forever). Owned by one session.
 class StartupPhase {
 public:
@@ -41,8 +41,8 @@ public:
 
 private:
     std::uint32_t max_packet_length_;
-    bool ssl_declined_ = false;
-    bool gssenc_declined_ = false;
+    bool ssl_asked_ = false;
+    bool gssenc_asked_ = false;
 };
 
 }  // namespace pglane::protocol

@@ -47,13 +47,13 @@ AutoSession::AutoSession(tcp::socket client, ListenerKind kind, SessionServices&
       id_(services.next_session_id++),
       client_(std::move(client)),
       client_in_(client_buffer_bytes),
-      peer_(describe_peer(client_)),
+      peer_(describe_peer(client_.socket())),
       router_(services.config.routing),
       fence_timer_(client_.get_executor()) {
     boost::system::error_code ignored;
-    client_.set_option(tcp::no_delay(true), ignored);
+    client_.socket().set_option(tcp::no_delay(true), ignored);
     // Reads after a wake-up must never wait: a wake can be a cancellation (fence()).
-    client_.non_blocking(true, ignored);
+    client_.set_non_blocking();
     servers_.resize(services_.config.nodes.size());
     services_.registry.add(this);
     services_.counters.add(kind_, ListenerCounter::client_connections_total);
@@ -76,11 +76,10 @@ void AutoSession::fence(Disconnect why) {
     // A session inside a unit (a long query, a server that stopped answering, a client that
     // stopped reading) ends now too: its pending reads and writes are aborted, the
     // connections they were on are not lent again, and serve() returns the fence.
-    boost::system::error_code ignored;
     for (auto& server : servers_) {
-        if (server) server->socket().cancel(ignored);
+        if (server) server->stream().cancel();
     }
-    client_.cancel(ignored);
+    client_.cancel();
 }
 
 void AutoSession::drain(Disconnect why) {
@@ -88,10 +87,7 @@ void AutoSession::drain(Disconnect why) {
     drain_ = std::move(why);
     // An idle session notices at once (read_unit), a busy one after its unit.
     fence_timer_.cancel();
-    if (waiting_idle_) {
-        boost::system::error_code ignored;
-        client_.cancel(ignored);
-    }
+    if (waiting_idle_) client_.cancel();
 }
 
 void AutoSession::on_topology(const health::Topology& topology) {
@@ -136,7 +132,7 @@ const routing::Classification& AutoSession::classify(std::string_view sql) {
 }
 
 asio::awaitable<bool> AutoSession::write_client(std::string_view bytes) {
-    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(bytes), use_nothrow);
+    auto [ec, n] = co_await client_.write(bytes);
     co_return !ec;
 }
 
@@ -169,13 +165,12 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup_within_deadline(
 
 asio::awaitable<void> AutoSession::finish(Disconnect why_value) {
     const Disconnect* why = &why_value;
-    boost::system::error_code ec;
     if (!why->sqlstate.empty() && client_.is_open()) {
         std::string error;
         protocol::append_error_response(error, "FATAL", why->sqlstate, why->message);
         asio::steady_timer timer(client_.get_executor());
         timer.expires_after(std::chrono::seconds(1));
-        co_await (asio::async_write(client_, asio::buffer(error), use_nothrow) || timer.async_wait(use_nothrow));
+        co_await (client_.write(error) || timer.async_wait(use_nothrow));
     }
     // Pooled connections the session leaves clean go back to their pool; the rest close.
     if (services_.pools) co_await release_servers();
@@ -185,7 +180,7 @@ asio::awaitable<void> AutoSession::finish(Disconnect why_value) {
     for (auto& server : servers_) {
         if (server) server->terminate();
     }
-    client_.close(ec);
+    client_.close();
     bool expected = why->sqlstate.empty() && (why->reason == "client_terminated" || why->reason == "cancel_request");
     auto fields = {log::Field{"session", id_},          log::Field{"listener", to_string(kind_)},
                    log::Field{"client", peer_},         log::Field{"user", user_},
@@ -208,7 +203,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::startup() {
     std::optional<health::NodeAddress> primary_address;
     if (auto primary = routing::choose_primary(*topology)) primary_address = topology->nodes[*primary].address;
     ClientAuthResult auth = co_await authenticate_client(client_, client_in_, *services_.secrets, user_,
-                                                         primary_address, services_.config.limits);
+                                                         primary_address, services_.config.limits,
+                                                         services_.server_tls());
     if (auth.stop) co_return auth.stop;
     credentials_ = std::move(auth.credentials);
     std::string ok;
@@ -377,9 +373,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             listening = servers_[*primary_node_].get();
         std::variant<std::tuple<boost::system::error_code>, std::tuple<boost::system::error_code>> result;
         if (listening) {
-            auto three = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+            auto three = co_await (client_.readable() ||
                                    fence_timer_.async_wait(use_nothrow) ||
-                                   listening->socket().async_wait(tcp::socket::wait_read, use_nothrow));
+                                   listening->stream().readable());
             if (three.index() == 2) {
                 if (auto stop = co_await relay_notifications(*listening)) co_return stop;
                 continue;
@@ -387,11 +383,11 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             if (three.index() == 0) result.emplace<0>(std::get<0>(three));
             else result.emplace<1>(std::get<1>(three));
         } else if (idle_limit_ms > 0) {
-            result = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+            result = co_await (client_.readable() ||
                                fence_timer_.async_wait(use_nothrow));
         } else {
             waiting_idle_ = true;
-            auto [ec] = co_await client_.async_wait(tcp::socket::wait_read, use_nothrow);
+            auto [ec] = co_await client_.readable();
             waiting_idle_ = false;
             result.emplace<0>(ec);
         }
@@ -431,7 +427,7 @@ Disconnect AutoSession::malformed_message(const protocol::Frame& frame) {
 
 bool AutoSession::read_client_now() {
     boost::system::error_code ec;
-    std::size_t n = client_.read_some(free_buffer(client_in_), ec);
+    std::size_t n = client_.read_now(free_buffer(client_in_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
     if (ec) return false;
     client_in_.commit(n);

@@ -149,6 +149,9 @@ private:
     [[nodiscard]] bool may_replan(const Unit& unit) const;
     asio::awaitable<void> release_servers();
     asio::awaitable<void> give_back(std::size_t node);
+    /// Gives a connection borrowed for a question of pglane's own (a replay LSN) back to its
+    /// pool at once, where release_servers() would at the end of the unit.
+    asio::awaitable<void> give_back_between_units(std::size_t node);
     void drop_server(std::size_t node);
     [[nodiscard]] ServerPool& pool_of(std::size_t node);
     [[nodiscard]] bool append_client_message(Unit& unit, char tag, protocol::Bytes body, protocol::Bytes raw,
@@ -167,7 +170,7 @@ private:
     SessionServices& services_;
     ListenerKind kind_;
     std::uint64_t id_;
-    tcp::socket client_;
+    Stream client_;
     ByteBuffer client_in_;
     std::string peer_;
     std::vector<std::pair<std::string, std::string>> startup_parameters_;

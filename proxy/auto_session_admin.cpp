@@ -77,7 +77,7 @@ asio::awaitable<Disconnect> AutoSession::serve_admin() {
             if (frame.header_known()) client_in_.reserve_frame(frame.size);
             client_in_.compact();
             fence_timer_.expires_at(asio::steady_timer::time_point::max());
-            auto woke = co_await (client_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+            auto woke = co_await (client_.readable() ||
                                   fence_timer_.async_wait(use_nothrow));
             if (woke.index() == 1 || fence_ || drain_) continue;
             if (!read_client_now()) co_return Disconnect::quiet("client_disconnected");

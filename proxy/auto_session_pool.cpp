@@ -185,6 +185,15 @@ asio::awaitable<void> AutoSession::release_servers() {
     }
 }
 
+asio::awaitable<void> AutoSession::give_back_between_units(std::size_t node) {
+    // Only what release_servers() would give back at the end of the unit: nothing inside a
+    // transaction or of a session whose state lives in its connections.
+    if (!services_.pools || !servers_[node] || status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty() ||
+        keeps_connections())
+        co_return;
+    co_await give_back(node);
+}
+
 asio::awaitable<void> AutoSession::give_back(std::size_t node) {
     std::unique_ptr<ServerConnection>& slot = servers_[node];
     ServerConnection& server = *slot;

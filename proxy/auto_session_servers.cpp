@@ -28,7 +28,7 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
         if (auto failure = co_await acquire_server(node)) co_return *failure;
     } else if (!slot) {
         auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, services_.config.nodes[node],
-                                                         services_.config.limits);
+                                                         services_.config.limits, services_.server_tls());
         if (auto failure = co_await server->open(startup_parameters_, credentials_)) {
             services_.counters.add(node, NodeCounter::server_connect_errors_total);
             log::warn("server_login_failed", {{"session", id_}, {"node", services_.config.nodes[node].name},
@@ -137,6 +137,8 @@ asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standb
         // was acknowledged by a synchronous standby, the best bound left.
         if (!server) co_return true;
         HiddenResult lsn = co_await (*server)->hidden_query("SELECT pg_catalog.pg_current_wal_lsn()");
+        // Borrowed for this one question: back to its pool before anything else waits.
+        co_await give_back_between_units((*server)->node());
         if (!lsn.ok || lsn.rows.empty() || !lsn.rows[0][0]) co_return false;
         auto parsed = health::parse_lsn(*lsn.rows[0][0]);
         if (!parsed) co_return false;
@@ -158,7 +160,12 @@ asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::Ro
         auto ready = co_await ready_server(node);
         auto* server = std::get_if<ServerConnection*>(&ready);
         if (!server) continue;
-        if (decision.needs_replay_check && !co_await standby_has_replayed(**server)) continue;
+        if (decision.needs_replay_check && !co_await standby_has_replayed(**server)) {
+            // Behind: not used, so not held while the next candidate (or the primary) is
+            // waited for. A pooled session never waits holding a connection another waits for.
+            co_await give_back_between_units(node);
+            continue;
+        }
         co_return *server;
     }
     co_return nullptr;

@@ -366,7 +366,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
         if (!pieces.empty()) {
-            auto [ec, n] = co_await asio::async_write(client_, pieces, use_nothrow);
+            auto [ec, n] = co_await client_.write_buffers(pieces);
             if (ec) co_return Disconnect::quiet("client_disconnected");
         }
         if (done) {
@@ -386,8 +386,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         // 3. Wait for more from the server (and the client, when it is its turn).
         if (client_turn) {
-            auto ready = co_await (server.socket().async_wait(tcp::socket::wait_read, use_nothrow) ||
-                                   client_.async_wait(tcp::socket::wait_read, use_nothrow));
+            auto ready = co_await (server.stream().readable() ||
+                                   client_.readable());
             if (fence_) {
                 server.mark_broken();   // mid-unit: never lent again
                 co_return *fence_;

@@ -16,7 +16,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t max_auth_message_bytes = 64 * 1024;
 constexpr std::int32_t auth_md5 = 5;
 constexpr std::int32_t auth_sasl = 10;
@@ -43,14 +42,15 @@ struct StoredSecret {
 };
 
 asio::awaitable<StoredSecret> lookup_secret(const SecretSources& sources, std::string_view user,
-                                            const std::optional<health::NodeAddress>& primary, const Limits& limits) {
+                                            const std::optional<health::NodeAddress>& primary, const Limits& limits,
+                                            SSL_CTX* tls) {
     if (std::shared_ptr<const UsersFile> users = sources.users.load()) {
         if (const UserSecret* entry = users->find(user)) co_return StoredSecret{true, entry->secret};
     }
     if (sources.settings.query.empty() || !primary) co_return StoredSecret{};
     std::string sql = sources.settings.query;
     sql.replace(sql.find("$1"), 2, quote_literal(user));
-    ServerConnection connection(co_await asio::this_coro::executor, 0, *primary, limits);
+    ServerConnection connection(co_await asio::this_coro::executor, 0, *primary, limits, tls);
     ServerCredentials credentials;
     credentials.password = sources.settings.query_password;
     // Built outside the co_await: GCC 12 miscompiles braced string arrays in coroutine frames.
@@ -74,7 +74,7 @@ asio::awaitable<StoredSecret> lookup_secret(const SecretSources& sources, std::s
 }
 
 /// Reads one PasswordMessage-family message ('p') from the client.
-asio::awaitable<std::optional<std::string>> read_password_message(tcp::socket& client, ByteBuffer& in) {
+asio::awaitable<std::optional<std::string>> read_password_message(Stream& client, ByteBuffer& in) {
     for (;;) {
         protocol::Frame frame = protocol::frame_message(in.unread(), max_auth_message_bytes);
         if (frame.status == protocol::FrameStatus::malformed) co_return std::nullopt;
@@ -86,18 +86,18 @@ asio::awaitable<std::optional<std::string>> read_password_message(tcp::socket& c
         }
         if (frame.header_known()) in.reserve_frame(frame.size);
         else in.compact();
-        auto [ec, n] = co_await client.async_read_some(free_buffer(in), use_nothrow);
+        auto [ec, n] = co_await client.read_some(free_buffer(in));
         if (ec) co_return std::nullopt;
         in.commit(n);
     }
 }
 
-asio::awaitable<bool> send(tcp::socket& client, const std::string& bytes) {
-    auto [ec, n] = co_await asio::async_write(client, asio::buffer(bytes), use_nothrow);
+asio::awaitable<bool> send(Stream& client, const std::string& bytes) {
+    auto [ec, n] = co_await client.write(bytes);
     co_return !ec;
 }
 
-asio::awaitable<ClientAuthResult> run_md5(tcp::socket& client, ByteBuffer& in, std::string_view user,
+asio::awaitable<ClientAuthResult> run_md5(Stream& client, ByteBuffer& in, std::string_view user,
                                           const StoredSecret& stored) {
     ClientAuthResult result;
     std::string salt(4, '\0');
@@ -117,7 +117,7 @@ asio::awaitable<ClientAuthResult> run_md5(tcp::socket& client, ByteBuffer& in, s
     co_return result;
 }
 
-asio::awaitable<ClientAuthResult> run_scram(tcp::socket& client, ByteBuffer& in, std::string_view user,
+asio::awaitable<ClientAuthResult> run_scram(Stream& client, ByteBuffer& in, std::string_view user,
                                             const StoredSecret& stored) {
     ClientAuthResult result;
     std::optional<protocol::scram::Verifier> verifier;
@@ -166,10 +166,10 @@ asio::awaitable<ClientAuthResult> run_scram(tcp::socket& client, ByteBuffer& in,
 
 }  // namespace
 
-asio::awaitable<ClientAuthResult> authenticate_client(tcp::socket& client, ByteBuffer& in, const SecretSources& sources,
+asio::awaitable<ClientAuthResult> authenticate_client(Stream& client, ByteBuffer& in, const SecretSources& sources,
                                                       std::string_view user, std::optional<health::NodeAddress> primary,
-                                                      const Limits& limits) {
-    StoredSecret stored = co_await lookup_secret(sources, user, primary, limits);
+                                                      const Limits& limits, SSL_CTX* tls) {
+    StoredSecret stored = co_await lookup_secret(sources, user, primary, limits, tls);
     switch (sources.settings.method) {
         case AuthSettings::Method::trust: {
             ClientAuthResult result;

@@ -34,7 +34,7 @@ struct ClientAuthResult {
 /// asked through auth.query when the users file does not know `user`. Nothing is sent to
 /// any server on the client's behalf before this succeeds.
 [[nodiscard]] boost::asio::awaitable<ClientAuthResult> authenticate_client(
-    boost::asio::ip::tcp::socket& client, ByteBuffer& in, const SecretSources& sources, std::string_view user,
-    std::optional<health::NodeAddress> primary, const Limits& limits);
+    Stream& client, ByteBuffer& in, const SecretSources& sources, std::string_view user,
+    std::optional<health::NodeAddress> primary, const Limits& limits, SSL_CTX* tls);
 
 }  // namespace pglane::proxy

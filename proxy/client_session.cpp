@@ -3,6 +3,7 @@
 
 #include "common/log.hpp"
 #include "protocol/framing.hpp"
+#include "protocol/scram.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/net.hpp"
 #include "proxy/startup.hpp"
@@ -28,6 +29,7 @@ constexpr std::size_t relay_buffer_bytes = 16 * 1024;
 constexpr std::uint32_t max_auth_message_bytes = 1024 * 1024;
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::int32_t auth_sasl = 10;   // AuthenticationSASL
 
 
 }  // namespace
@@ -40,10 +42,10 @@ ClientSession::ClientSession(tcp::socket client, ListenerKind kind, SessionServi
       server_(client_.get_executor()),
       client_in_(relay_buffer_bytes),
       server_in_(relay_buffer_bytes),
-      peer_(describe_peer(client_)),
+      peer_(describe_peer(client_.socket())),
       fence_timer_(client_.get_executor()) {
     boost::system::error_code ignored;
-    client_.set_option(tcp::no_delay(true), ignored);
+    client_.socket().set_option(tcp::no_delay(true), ignored);
     services_.registry.add(this);
     services_.counters.add(kind_, ListenerCounter::client_connections_total);
     services_.counters.add(kind_, ListenerCounter::client_connections_active);
@@ -55,6 +57,8 @@ ClientSession::~ClientSession() {
     if (server_connected_ && node_) services_.counters.add(*node_, NodeCounter::server_connections_active, -1);
     if (client_key_) services_.cancels.remove(*client_key_);
 }
+
+SSL_CTX* SessionServices::server_tls() const { return tls ? tls->server_facing() : nullptr; }
 
 std::string ClientSession::node_name() const { return node_ ? node_address_.name : "-"; }
 
@@ -198,9 +202,9 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::connect_to_node(const 
 }
 
 asio::awaitable<bool> ClientSession::open_server_connection(const health::NodeStatus& node) {
-    server_ = tcp::socket(client_.get_executor());
-    std::string error = co_await connect_with_deadline(
-        server_, node.address, std::chrono::milliseconds(services_.config.limits.server_connect_timeout_ms));
+    server_.close();   // a failed attempt at another node
+    std::string error = co_await connect_to_server(server_, node.address, services_.server_tls(),
+                                                 std::chrono::milliseconds(services_.config.limits.server_connect_timeout_ms));
     if (!error.empty()) {
         log::warn("server_connect_failed", {{"session", id_}, {"node", node.address.name}, {"error", error}});
         co_return false;
@@ -226,6 +230,16 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication()
             if (!key) co_return Disconnect{std::string(protocol_violation), "pglane: malformed BackendKeyData", "bad_key"};
             client_key_ = services_.cancels.add(CancelTarget{node_address_.host, node_address_.port, node_address_.name, *key});
             protocol::append_backend_key_data(out, *client_key_);
+        } else if (tag == 'R' && (auth = protocol::read_authentication(frame->body)) && auth->code == auth_sasl) {
+            // SCRAM passes through pglane, channel binding cannot (the client would bind to
+            // pglane's certificate, the server check its own): offer the client the rest.
+            auto mechanisms = protocol::scram::mechanisms_without_channel_binding(auth->data);
+            if (!mechanisms) {
+                co_return Disconnect{std::string(protocol_violation),
+                                     fmt::format("pglane: server {} sent a malformed SASL mechanism list", node_name()),
+                                     "server_malformed"};
+            }
+            protocol::append_authentication(out, auth_sasl, *mechanisms);
         } else {
             out.append(protocol::as_text(server_in_.unread().first(frame->size)));
             if (tag == 'R') auth = protocol::read_authentication(frame->body);
@@ -254,30 +268,27 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication()
 
 // ---- helpers ----------------------------------------------------------------------------
 
-asio::awaitable<bool> ClientSession::write_all(tcp::socket& socket, std::string_view bytes) {
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
+asio::awaitable<bool> ClientSession::write_all(Stream& stream, std::string_view bytes) {
+    auto [ec, n] = co_await stream.write(bytes);
     co_return !ec;
 }
 
 asio::awaitable<void> ClientSession::finish(const Disconnect& why) {
-    boost::system::error_code ec;
     if (!why.sqlstate.empty() && client_.is_open()) {
         std::string error;
         protocol::append_error_response(error, "FATAL", why.sqlstate, why.message);
         asio::steady_timer timer(client_.get_executor());
         timer.expires_after(std::chrono::seconds(1));
-        co_await (asio::async_write(client_, asio::buffer(error), use_nothrow) || timer.async_wait(use_nothrow));
+        co_await (client_.write(error) || timer.async_wait(use_nothrow));
     }
     if (server_connected_ && server_.is_open() && !client_terminated_) {
         // Say goodbye so the server ends the session cleanly instead of logging a lost client.
         std::string terminate;
         protocol::append_terminate(terminate);
-        server_.non_blocking(true, ec);
-        server_.write_some(asio::buffer(terminate), ec);
+        server_.write_now(terminate);
     }
-    server_.close(ec);
-    client_.shutdown(tcp::socket::shutdown_both, ec);
-    client_.close(ec);
+    server_.close();
+    client_.close();
     bool expected = why.sqlstate.empty() && (why.reason == "client_terminated" || why.reason == "cancel_request");
     auto fields = {log::Field{"session", id_},
                    log::Field{"listener", to_string(kind_)},

@@ -1,7 +1,8 @@
 #pragma once
-// One client connection, served by one coroutine top to bottom: startup packets (SSL and
-// GSS encryption declined until TLS lands), node choice, server connection, relayed
-// authentication, then the relay loop, and a disconnect that always carries a reason.
+// One client connection, served by one coroutine top to bottom: startup packets (TLS when
+// the client asks and pglane has a certificate), node choice, server connection (TLS as the
+// node's sslmode asks), relayed authentication, then the relay loop, and a disconnect that
+// always carries a reason.
 
 #include "health/topology.hpp"
 #include "protocol/framing.hpp"
@@ -10,6 +11,7 @@
 #include "proxy/byte_buffer.hpp"
 #include "proxy/config.hpp"
 #include "proxy/counters.hpp"
+#include "proxy/stream.hpp"
 #include "routing/classification_cache.hpp"
 
 #include <boost/asio.hpp>
@@ -72,6 +74,10 @@ struct SessionServices {
     ServerPools* pools = nullptr;                 // worker-local; null: no transaction pooling
     AdminConsole* admin = nullptr;                // shared by all workers; null: no admin.users
     asio::steady_timer* resume_gate = nullptr;    // worker-local: paused sessions wait on it
+    const TlsContexts* tls = nullptr;             // shared by all workers; null: plaintext only
+
+    /// The context pglane connects to servers with (null: plaintext).
+    [[nodiscard]] SSL_CTX* server_tls() const;
 };
 
 /// What the worker's registry can ask of any session: fencing on topology changes and
@@ -120,14 +126,14 @@ private:
     asio::awaitable<Disconnect> wait_for_fence();
     asio::awaitable<void> finish(const Disconnect& why);
 
-    [[nodiscard]] asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view bytes);
+    [[nodiscard]] asio::awaitable<bool> write_all(Stream& stream, std::string_view bytes);
     [[nodiscard]] std::string node_name() const;
 
     SessionServices& services_;
     ListenerKind kind_;
     std::uint64_t id_;
-    tcp::socket client_;
-    tcp::socket server_;
+    Stream client_;
+    Stream server_;
     ByteBuffer client_in_;
     ByteBuffer server_in_;
     std::string scratch_;

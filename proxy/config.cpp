@@ -98,6 +98,52 @@ void parse_listen(const json& root, Config& config) {
     if (root.contains("metrics_listen")) config.metrics_listen = parse_endpoint(root.at("metrics_listen"), "metrics_listen");
 }
 
+health::SslMode parse_sslmode(const json& parent, const std::string& key) {
+    const std::string name = key.substr(key.rfind('.') + 1);
+    std::string text;
+    read(parent, name.c_str(), key, text);
+    for (auto mode : {health::SslMode::disable, health::SslMode::prefer, health::SslMode::require,
+                      health::SslMode::verify_ca, health::SslMode::verify_full})
+        if (text == health::to_string(mode)) return mode;
+    fail(key, "must be one of disable, prefer, require, verify-ca, verify-full");
+}
+
+// Before the nodes: they inherit tls.server_sslmode and tls.server_ca_file.
+void parse_tls(const json& root, Config& config) {
+    const json* t = find_object(root, "tls", "tls");
+    if (!t) return;
+    reject_unknown_keys(*t, "tls", {"cert_file", "key_file", "mode", "server_sslmode", "server_ca_file"});
+    TlsSettings& s = config.tls;
+    read(*t, "cert_file", "tls.cert_file", s.cert_file);
+    read(*t, "key_file", "tls.key_file", s.key_file);
+    read(*t, "server_ca_file", "tls.server_ca_file", s.server_ca_file);
+    if (t->contains("server_sslmode")) s.server_sslmode = parse_sslmode(*t, "tls.server_sslmode");
+    if (s.cert_file.empty() != s.key_file.empty())
+        fail(s.cert_file.empty() ? "tls.cert_file" : "tls.key_file", "is needed with the other (certificate and key)");
+    s.mode = s.cert_file.empty() ? ClientTlsMode::disable : ClientTlsMode::allow;
+    if (t->contains("mode")) {
+        std::string mode;
+        read(*t, "mode", "tls.mode", mode);
+        if (mode == "disable") s.mode = ClientTlsMode::disable;
+        else if (mode == "allow") s.mode = ClientTlsMode::allow;
+        else if (mode == "require") s.mode = ClientTlsMode::require;
+        else fail("tls.mode", "must be one of disable, allow, require");
+        if (s.mode != ClientTlsMode::disable && s.cert_file.empty())
+            fail("tls.mode", fmt::format("\"{}\" needs tls.cert_file and tls.key_file", mode));
+    }
+}
+
+void check_server_verification(const Config& config) {
+    for (std::size_t i = 0; i < config.nodes.size(); ++i) {
+        const health::NodeAddress& node = config.nodes[i];
+        bool verifies = node.sslmode == health::SslMode::verify_ca || node.sslmode == health::SslMode::verify_full;
+        if (verifies && node.ca_file.empty())
+            fail(fmt::format("nodes[{}].sslmode", i),
+                 fmt::format("\"{}\" needs tls.server_ca_file (the CA that signed the servers' certificates)",
+                             health::to_string(node.sslmode)));
+    }
+}
+
 void parse_nodes(const json& root, Config& config) {
     auto it = root.find("nodes");
     if (it == root.end()) fail("nodes", "is required");
@@ -107,8 +153,11 @@ void parse_nodes(const json& root, Config& config) {
         const json& node = (*it)[i];
         std::string key = fmt::format("nodes[{}]", i);
         if (!node.is_object()) fail(key, "must be an object");
-        reject_unknown_keys(node, key, {"name", "host", "port"});
+        reject_unknown_keys(node, key, {"name", "host", "port", "sslmode"});
         health::NodeAddress address;
+        address.sslmode = config.tls.server_sslmode;
+        address.ca_file = config.tls.server_ca_file;
+        if (node.contains("sslmode")) address.sslmode = parse_sslmode(node, key + ".sslmode");
         read(node, "name", key + ".name", address.name);
         read(node, "host", key + ".host", address.host);
         read_int(node, "port", key + ".port", address.port, 1, 65535);
@@ -268,10 +317,12 @@ Config parse_config(const std::string& json_text) {
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
                                    "workers", "log_level", "limits", "auth", "routing", "failover", "pool",
-                                   "shutdown_timeout_ms", "admin"});
+                                   "shutdown_timeout_ms", "admin", "tls"});
     Config config;
     parse_listen(root, config);
+    parse_tls(root, config);
     parse_nodes(root, config);
+    check_server_verification(config);
     parse_health(root, config);
     parse_limits(root, config);
     parse_auth(root, config);

@@ -4,6 +4,7 @@
 #include "health/settings.hpp"
 #include "routing/session_router.hpp"
 #include "health/topology.hpp"
+#include "proxy/tls.hpp"
 
 #include <cstdint>
 #include <map>
@@ -86,6 +87,7 @@ struct Config {
     std::string log_level = "info";
     Limits limits;
     PoolSettings pool;
+    TlsSettings tls;
     // Users who may connect to the admin console (database "pglane"); empty: no console.
     std::vector<std::string> admin_users;
 

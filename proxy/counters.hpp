@@ -21,6 +21,9 @@ namespace pglane::proxy {
     X(client_protocol_errors_total, "counter", "Clients disconnected for malformed protocol input (08P01)") \
     X(client_unrouted_total, "counter", "Clients refused because no node could serve them")               \
     X(client_startup_timeouts_total, "counter", "Clients dropped for not completing startup in time")     \
+    X(client_tls_connections_total, "counter", "Client connections that completed a TLS handshake")       \
+    X(client_tls_handshake_errors_total, "counter", "Client TLS handshakes that failed")                  \
+    X(client_tls_refused_total, "counter", "Plaintext clients refused (28000): tls.mode is require")      \
     X(idle_timeouts_total, "counter", "Sessions closed by limits.idle_session_timeout_ms or idle_in_transaction_timeout_ms") \
     X(clients_over_max_connections_total, "counter", "Clients refused (53300): limits.max_client_connections reached") \
     X(clients_over_user_connections_total, "counter", "Clients refused (53300): their user's connection limit reached") \

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
     pglane::proxy::Config config;
     try {
         config = pglane::proxy::load_config(config_path);
+        // The certificate, key and CA files are part of the config: read them now too.
+        const pglane::proxy::TlsContexts files_readable(config.tls);
     } catch (const pglane::proxy::ConfigError& e) {
         std::fprintf(stderr, "pglane: invalid config %s: %s\n", config_path.c_str(), e.what());
         return 1;

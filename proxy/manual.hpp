@@ -60,15 +60,30 @@ SIGNALS
     SIGHUP
         Reload: read the configuration file again and apply, without touching a session,
         log_level, the users file's contents, limits.max_client_connections (and _per_user,
-        _by_user) and health.max_lag_bytes / max_lag_seconds. A file that does not parse,
+        _by_user), health.max_lag_bytes / max_lag_seconds, and the contents of
+        tls.cert_file and tls.key_file (renewed certificates serve new clients; a pair that
+        does not load refuses the reload). A file that does not parse,
         or that changes any other setting, is refused as a whole (config_reload_refused in
         the log, naming the reason) and the running configuration stays; apply those with
         a restart. The admin console's RELOAD does the same.
 
+TLS
+    Clients: with tls.cert_file and tls.key_file, an SSLRequest is answered with a TLS
+    handshake on every port (tls.mode allow); tls.mode require also refuses plaintext
+    sessions with FATAL 28000. Servers: nodes[].sslmode (default tls.server_sslmode, itself
+    default prefer) is libpq's sslmode for pglane's connections and health probes; verify-ca
+    and verify-full check the servers against tls.server_ca_file. On rw and ro without an
+    "auth" section the server authenticates the client through pglane, and SCRAM's channel
+    binding cannot cross a proxy: pglane offers clients SCRAM-SHA-256 without -PLUS, and a
+    server reached over TLS refuses TLS clients that would bind (libpq's
+    channel_binding=prefer) - give those ports an "auth" section, or such clients
+    channel_binding=disable.
+
 FILES
     The configuration file given with --config (no default path; packaging/pglane.service
-    uses /etc/pglane/pglane.json), and the PgBouncer-format users file named by
-    auth.users_file. pglane writes no files.
+    uses /etc/pglane/pglane.json), the PgBouncer-format users file named by
+    auth.users_file, and the PEM files named by tls.cert_file, tls.key_file and
+    tls.server_ca_file. pglane writes no files.
 
 EXIT STATUS
     0   stopped by SIGTERM or SIGINT; the configuration is valid (--check-config); --version,

@@ -1,5 +1,8 @@
 #include "proxy/net.hpp"
 
+#include "protocol/messages.hpp"
+#include "proxy/stream.hpp"
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 namespace pglane::proxy {
@@ -39,6 +42,47 @@ asio::awaitable<std::string> connect_with_deadline(tcp::socket& socket, const he
     }
     socket.set_option(tcp::no_delay(true), ec);
     co_return std::string();
+}
+
+namespace {
+
+asio::awaitable<std::string> negotiate_tls(Stream& stream, const health::NodeAddress& address, ssl_ctx_st* tls) {
+    constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+    std::string request;
+    protocol::append_ssl_request(request);
+    auto [ec, n] = co_await stream.write(request);
+    if (ec) co_return "connection lost sending SSLRequest: " + ec.message();
+    // One byte, and not one more: what follows 'S' is the server's half of the handshake.
+    char answer = 0;
+    auto [rec, rn] = co_await asio::async_read(stream.socket(), asio::buffer(&answer, 1), use_nothrow);
+    if (rec) co_return "connection lost waiting for the answer to SSLRequest: " + rec.message();
+    if (answer == 'S') {
+        std::string error = co_await stream.connect_tls(tls, address);
+        if (!error.empty()) co_return "TLS handshake failed: " + error;
+        co_return std::string();
+    }
+    if (answer == 'N') {
+        if (address.sslmode == health::SslMode::prefer) co_return std::string();
+        co_return "the server does not accept TLS connections (sslmode " + std::string(health::to_string(address.sslmode)) +
+            ")";
+    }
+    co_return "unexpected answer to SSLRequest";
+}
+
+}  // namespace
+
+asio::awaitable<std::string> connect_to_server(Stream& stream, const health::NodeAddress& address, ssl_ctx_st* tls,
+                                             std::chrono::milliseconds timeout) {
+    const auto started = std::chrono::steady_clock::now();
+    std::string error = co_await connect_with_deadline(stream.socket(), address, timeout);
+    if (!error.empty() || tls == nullptr || address.sslmode == health::SslMode::disable) co_return error;
+    asio::steady_timer timer(stream.get_executor());
+    timer.expires_at(started + timeout);
+    auto result = co_await (negotiate_tls(stream, address, tls) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 0) error = std::get<0>(std::move(result));
+    else error = "TLS negotiation timed out";
+    if (!error.empty()) stream.close();
+    co_return error;
 }
 
 }  // namespace pglane::proxy

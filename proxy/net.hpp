@@ -1,5 +1,6 @@
 #pragma once
-// Opening a TCP connection to a node with a deadline (names resolved asynchronously).
+// Opening a connection to a node with a deadline (names resolved asynchronously), TLS
+// negotiated as the node's sslmode asks.
 
 #include "health/topology.hpp"
 
@@ -8,12 +9,23 @@
 #include <chrono>
 #include <string>
 
+struct ssl_ctx_st;
+
 namespace pglane::proxy {
+
+class Stream;
 
 /// Connects `socket` to `address` within `timeout`; returns an empty string on success,
 /// else what went wrong. TCP_NODELAY is set: the protocol is request/response.
 [[nodiscard]] boost::asio::awaitable<std::string> connect_with_deadline(boost::asio::ip::tcp::socket& socket,
                                                                         const health::NodeAddress& address,
                                                                         std::chrono::milliseconds timeout);
+
+/// Connects `stream` to `address`, then asks for TLS as `address.sslmode` says (SSLRequest,
+/// and a handshake with `tls` when the server answers 'S'), all within `timeout`. An empty
+/// string on success, else what went wrong. A null `tls` connects in plaintext.
+/// https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
+[[nodiscard]] boost::asio::awaitable<std::string> connect_to_server(Stream& stream, const health::NodeAddress& address,
+                                                                  ssl_ctx_st* tls, std::chrono::milliseconds timeout);
 
 }  // namespace pglane::proxy

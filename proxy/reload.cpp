@@ -109,6 +109,13 @@ std::string ConfigReloader::reload() {
         users = std::make_shared<const UsersFile>(std::move(*loaded));
     }
 
+    // Renewed certificates (same paths, new contents) are read on every reload; a pair that
+    // no longer loads refuses the reload and the running one stays.
+    if (targets_.tls) {
+        if (std::string tls_error = targets_.tls->reload_certificates(config.tls); !tls_error.empty())
+            return refuse(tls_error);
+    }
+
     log::Level level = log::Level::info;
     (void)log::parse_level(config.log_level, level);   // parse_config checked it
     log::set_level(level);

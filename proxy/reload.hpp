@@ -29,6 +29,7 @@ public:
         SecretSources* secrets = nullptr;                       // null: no "auth" section
         std::function<void(const Limits&)> limits;               // ClientLimits::set_limits
         std::function<void(std::uint64_t, double)> lag_limits;   // HealthChecker::set_lag_limits
+        TlsContexts* tls = nullptr;                              // certificate files read again
     };
 
     /// `path` is read now: the document later reloads are compared with. Throws ConfigError.

@@ -73,6 +73,7 @@ int run_server(const Config& config, const std::string& config_path) {
     std::atomic<std::uint64_t> read_only_turn{0};
     FunctionCatalogs catalogs;
     ClientLimits limits(config.limits);
+    TlsContexts tls(config.tls);
     std::unique_ptr<SecretSources> secrets;
     if (config.auth) {
         secrets = std::make_unique<SecretSources>();
@@ -88,7 +89,8 @@ int run_server(const Config& config, const std::string& config_path) {
     ConfigReloader reloader(config_path, {secrets.get(), [&limits](const Limits& l) { limits.set_limits(l); },
                                           [&health](std::uint64_t bytes, double seconds) {
                                               health.set_lag_limits(bytes, seconds);
-                                          }});
+                                          },
+                                          &tls});
 
     std::vector<std::unique_ptr<Worker>> workers;
     PoolStatsRegistry pool_stats;
@@ -103,7 +105,7 @@ int run_server(const Config& config, const std::string& config_path) {
     for (int i = 0; i < count; ++i) {
         auto worker = std::make_unique<Worker>(
             config, [&health] { return health.topology(); }, [&health] { health.probe_now(); }, cancels, read_only_turn,
-            secrets.get(), catalogs, limits);
+            secrets.get(), catalogs, limits, tls);
         for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
         }

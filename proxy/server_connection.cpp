@@ -6,9 +6,6 @@
 
 #include <fmt/format.h>
 
-#include <sys/socket.h>
-
-#include <cerrno>
 
 namespace pglane::proxy {
 
@@ -16,7 +13,6 @@ using protocol::sqlstate::connection_failure;
 
 namespace {
 
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t buffer_bytes = 16 * 1024;
 constexpr std::uint32_t max_login_message_bytes = 1024 * 1024;
 
@@ -56,8 +52,8 @@ std::optional<std::vector<std::optional<std::string>>> read_data_row(protocol::B
 }  // namespace
 
 ServerConnection::ServerConnection(asio::any_io_executor executor, std::size_t node, health::NodeAddress address,
-                                   const Limits& limits)
-    : node_(node), address_(std::move(address)), limits_(limits), socket_(executor), in_(buffer_bytes) {}
+                                   const Limits& limits, SSL_CTX* tls)
+    : node_(node), address_(std::move(address)), limits_(limits), tls_(tls), stream_(executor), in_(buffer_bytes) {}
 
 ServerFailure ServerConnection::failure(std::string_view sqlstate, std::string message) const {
     return {std::string(sqlstate), fmt::format("pglane: server {}: {}", address_.name, message)};
@@ -68,25 +64,20 @@ void ServerConnection::mark_broken() {
     close();
 }
 
-void ServerConnection::close() {
-    boost::system::error_code ec;
-    socket_.close(ec);
-}
+void ServerConnection::close() { stream_.close(); }
 
 void ServerConnection::terminate() {
-    if (!broken_ && socket_.is_open()) {
+    if (!broken_ && stream_.is_open()) {
         std::string bye;
         protocol::append_terminate(bye);
-        boost::system::error_code ec;
-        socket_.non_blocking(true, ec);
-        socket_.write_some(asio::buffer(bye), ec);
+        stream_.write_now(bye);
     }
     close();
 }
 
 asio::awaitable<bool> ServerConnection::write(std::string_view bytes) {
     if (broken_) co_return false;
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_nothrow);
+    auto [ec, n] = co_await stream_.write(bytes);
     if (ec) mark_broken();
     co_return !ec;
 }
@@ -100,18 +91,15 @@ bool ServerConnection::usable_after_idle() {
             space = in_.free_space();
             if (space.empty()) return false;
         }
-        ssize_t n = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
-        if (n == 0) {
+        boost::system::error_code ec;
+        const std::size_t n = stream_.read_now(asio::buffer(space.data(), space.size()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (ec == asio::error::interrupted) continue;
+        if (ec) {
             mark_broken();
             return false;
         }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            if (errno == EINTR) continue;
-            mark_broken();
-            return false;
-        }
-        in_.commit(static_cast<std::size_t>(n));
+        in_.commit(n);
     }
     for (;;) {
         protocol::Frame frame = protocol::frame_message(in_.unread(), limits_.max_message_bytes);
@@ -129,7 +117,7 @@ asio::awaitable<bool> ServerConnection::read_more() {
     if (broken_) co_return false;
     in_.compact();
     auto space = in_.free_space();
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_nothrow);
+    auto [ec, n] = co_await stream_.read_some(asio::buffer(space.data(), space.size()));
     if (ec) {
         mark_broken();
         co_return false;
@@ -153,12 +141,14 @@ asio::awaitable<std::optional<protocol::Frame>> ServerConnection::read_frame(std
 
 asio::awaitable<std::optional<ServerFailure>> ServerConnection::open(
     const std::vector<std::pair<std::string, std::string>>& startup_parameters, const ServerCredentials& credentials) {
-    std::string error =
-        co_await connect_with_deadline(socket_, address_, std::chrono::milliseconds(limits_.server_connect_timeout_ms));
+    std::string error = co_await connect_to_server(stream_, address_, tls_,
+                                                 std::chrono::milliseconds(limits_.server_connect_timeout_ms));
     if (!error.empty()) {
         broken_ = true;
         co_return failure(connection_failure, "cannot connect: " + error);
     }
+    // Reads between units (usable_after_idle) must never wait.
+    stream_.set_non_blocking();
     std::string startup;
     protocol::append_startup_message(startup, startup_parameters);
     if (!co_await write(startup)) co_return failure(connection_failure, "connection lost during startup");

@@ -10,6 +10,7 @@
 #include "protocol/scram.hpp"
 #include "proxy/byte_buffer.hpp"
 #include "proxy/config.hpp"
+#include "proxy/stream.hpp"
 
 #include <boost/asio.hpp>
 
@@ -50,10 +51,11 @@ struct ServerFailure {
 /// Owned by one session, touched by that session's worker thread only.
 class ServerConnection {
 public:
+    /// `tls` (null: plaintext) is used as `address.sslmode` asks.
     ServerConnection(asio::any_io_executor executor, std::size_t node, health::NodeAddress address,
-                     const Limits& limits);
+                     const Limits& limits, SSL_CTX* tls);
 
-    /// Connects and logs in with the client's startup parameters. On success the
+    /// Connects (TLS negotiated as the node's sslmode asks) and logs in with the client's startup parameters. On success the
     /// ParameterStatus values and BackendKeyData are kept; nullopt means success.
     [[nodiscard]] asio::awaitable<std::optional<ServerFailure>> open(
         const std::vector<std::pair<std::string, std::string>>& startup_parameters, const ServerCredentials& credentials);
@@ -80,7 +82,7 @@ public:
     [[nodiscard]] std::size_t node() const { return node_; }
     [[nodiscard]] const health::NodeAddress& address() const { return address_; }
     [[nodiscard]] ByteBuffer& in() { return in_; }
-    [[nodiscard]] tcp::socket& socket() { return socket_; }
+    [[nodiscard]] Stream& stream() { return stream_; }
     [[nodiscard]] bool broken() const { return broken_; }
     void mark_broken();
     void close();
@@ -123,7 +125,8 @@ private:
     std::size_t node_;
     health::NodeAddress address_;
     const Limits& limits_;
-    tcp::socket socket_;
+    SSL_CTX* tls_;
+    Stream stream_;
     ByteBuffer in_;
     std::map<std::string, std::string> parameters_;
     protocol::BackendKey backend_key_;

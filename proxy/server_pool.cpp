@@ -169,8 +169,9 @@ asio::awaitable<void> ServerPool::wait_for_greeting(std::chrono::milliseconds at
 }
 
 ServerPools::ServerPools(asio::any_io_executor executor, const Config& config, Counters& counters,
-                         PoolStatsRegistry& stats, std::size_t worker_count)
+                         PoolStatsRegistry& stats, std::size_t worker_count, SSL_CTX* tls)
     : executor_(executor),
+      tls_(tls),
       config_(config),
       counters_(counters),
       stats_(stats),
@@ -345,7 +346,8 @@ void ServerPools::on_topology(const health::Topology& topology) {
 asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> ServerPools::open_connection(
     ServerPool& pool, const ServerCredentials& credentials) {
     ++pool.open_;
-    auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits);
+    auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits,
+                                                     tls_);
     const std::vector<std::pair<std::string, std::string>> login{{"user", pool.user_}, {"database", pool.database_}};
     std::optional<ServerFailure> failure = co_await server->open(login, credentials);
     if (failure) {

@@ -116,7 +116,7 @@ private:
 class ServerPools {
 public:
     ServerPools(asio::any_io_executor executor, const Config& config, Counters& counters, PoolStatsRegistry& stats,
-                std::size_t worker_count);
+                std::size_t worker_count, SSL_CTX* tls);
     ~ServerPools();
 
     [[nodiscard]] ServerPool& pool(std::size_t node, const std::string& database, const std::string& user);
@@ -156,6 +156,7 @@ private:
     asio::awaitable<void> open_idle(ServerPool& pool);
 
     asio::any_io_executor executor_;
+    SSL_CTX* tls_;   // pglane's TLS toward servers (null: plaintext)
     const Config& config_;
     Counters& counters_;
     PoolStatsRegistry& stats_;

@@ -65,7 +65,7 @@ asio::awaitable<Disconnect> ClientSession::client_to_server() {
         }
         if (std::size_t n = client_in_.begin() - forward_from; n != 0) {
             auto [ec, written] =
-                co_await asio::async_write(server_, asio::buffer(client_in_.data_at(forward_from), n), use_nothrow);
+                co_await server_.write_buffers(asio::buffer(client_in_.data_at(forward_from), n));
             if (ec) co_return Disconnect{std::string(connection_failure),
                                          fmt::format("pglane: lost the connection to server {}", node_name()),
                                          "server_write_failed"};
@@ -75,7 +75,7 @@ asio::awaitable<Disconnect> ClientSession::client_to_server() {
             co_return *stop;
         }
         client_in_.compact();
-        auto [ec, n] = co_await client_.async_read_some(free_buffer(client_in_), use_nothrow);
+        auto [ec, n] = co_await client_.read_some(free_buffer(client_in_));
         if (ec) co_return Disconnect::quiet("client_disconnected");
         client_in_.commit(n);
     }
@@ -105,7 +105,7 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
         }
         if (std::size_t n = server_in_.begin() - forward_from; n != 0) {
             auto [ec, written] =
-                co_await asio::async_write(client_, asio::buffer(server_in_.data_at(forward_from), n), use_nothrow);
+                co_await client_.write_buffers(asio::buffer(server_in_.data_at(forward_from), n));
             if (ec) co_return Disconnect::quiet("client_disconnected");
             // Draining: the transaction that held the session open has ended.
             if (drain_ && last_server_tag_ == 'Z' && transaction_ == protocol::TransactionStatus::idle) fence(*drain_);
@@ -116,7 +116,7 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
                                  "server_malformed"};
         }
         server_in_.compact();
-        auto [ec, n] = co_await server_.async_read_some(free_buffer(server_in_), use_nothrow);
+        auto [ec, n] = co_await server_.read_some(free_buffer(server_in_));
         if (ec) {
             // A server that ended the session with its own FATAL ErrorResponse has said why.
             if (last_server_tag_ == 'E') co_return Disconnect::quiet("server_closed_after_error");

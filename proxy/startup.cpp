@@ -48,6 +48,34 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
     log::info("cancel_request_forwarded", {{"client", peer}, {"node", target->node}, {"sent", sent}, {"error", error}});
 }
 
+// SSLRequest: 'S' and a TLS handshake when pglane has a certificate (tls.mode allow or
+// require), 'N' otherwise and for GSSENCRequest: the client then goes on in plaintext (or
+// gives up, if it insists on encryption).
+asio::awaitable<std::optional<Disconnect>> answer_encryption_request(Stream& client, ByteBuffer& in,
+                                                                     SessionServices& services, ListenerKind kind,
+                                                                     protocol::StartupKind request) {
+    SslContextPtr context;
+    if (request == protocol::StartupKind::ssl_request && services.tls) context = services.tls->client_facing();
+    if (context && !in.unread().empty()) {
+        // Bytes sent after SSLRequest, before the answer, would be taken as if they had come
+        // through TLS (CVE-2021-23214): refuse them, as PostgreSQL does.
+        services.counters.add(kind, ListenerCounter::client_protocol_errors_total);
+        co_return Disconnect{std::string(protocol::sqlstate::protocol_violation),
+                             "received unencrypted data after SSL request", "data_after_ssl_request"};
+    }
+    const char answer = context ? 'S' : 'N';
+    auto [ec, n] = co_await client.write(std::string_view(&answer, 1));
+    if (ec) co_return Disconnect::quiet("client_left_during_startup");
+    if (!context) co_return std::nullopt;
+    std::string error = co_await client.accept_tls(context.get());
+    if (!error.empty()) {
+        services.counters.add(kind, ListenerCounter::client_tls_handshake_errors_total);
+        co_return Disconnect{{}, std::move(error), "tls_handshake_failed"};
+    }
+    services.counters.add(kind, ListenerCounter::client_tls_connections_total);
+    co_return std::nullopt;
+}
+
 }  // namespace
 
 asio::awaitable<health::TopologyPtr> await_primary(SessionServices& services) {
@@ -64,20 +92,20 @@ asio::awaitable<health::TopologyPtr> await_primary(SessionServices& services) {
     co_return topology;
 }
 
-asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in, bool startup,
+asio::awaitable<std::optional<protocol::Frame>> read_frame(Stream& stream, ByteBuffer& in, bool startup,
                                                            std::uint32_t max) {
     for (;;) {
         protocol::Frame frame = startup ? protocol::frame_startup(in.unread(), max) : protocol::frame_message(in.unread(), max);
         if (frame.status != protocol::FrameStatus::need_more) co_return frame;
         if (frame.header_known()) in.reserve_frame(frame.size);
         else in.compact();
-        auto [ec, n] = co_await socket.async_read_some(free_buffer(in), use_nothrow);
+        auto [ec, n] = co_await stream.read_some(free_buffer(in));
         if (ec) co_return std::nullopt;
         in.commit(n);
     }
 }
 
-asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuffer& in, SessionServices& services,
+asio::awaitable<ClientStartup> read_client_startup(Stream& client, ByteBuffer& in, SessionServices& services,
                                                    ListenerKind kind, const std::string& peer) {
     ClientStartup result;
     // What to do with each packet is decided by protocol::StartupPhase (pure, fuzzed); this
@@ -88,7 +116,7 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
         if (step.action == protocol::StartupAction::need_more) {
             if (step.frame_size != 0) in.reserve_frame(step.frame_size);
             else in.compact();
-            auto [ec, n] = co_await client.async_read_some(free_buffer(in), use_nothrow);
+            auto [ec, n] = co_await client.read_some(free_buffer(in));
             if (ec) {
                 result.stop = Disconnect::quiet("client_left_during_startup");
                 co_return result;
@@ -101,11 +129,9 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
             result.raw.assign(protocol::as_text(in.unread().first(step.bytes)));
         in.consume(step.bytes);
         switch (step.action) {
-            case protocol::StartupAction::decline_encryption: {
-                // Encryption is declined: clients with sslmode=prefer carry on in plaintext.
-                auto [ec, n] = co_await asio::async_write(client, asio::buffer("N", 1), use_nothrow);
-                if (ec) {
-                    result.stop = Disconnect::quiet("client_left_during_startup");
+            case protocol::StartupAction::encryption_request: {
+                if (auto stop = co_await answer_encryption_request(client, in, services, kind, result.packet.kind)) {
+                    result.stop = std::move(stop);
                     co_return result;
                 }
                 continue;
@@ -123,8 +149,19 @@ asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuff
                 result.stop = Disconnect{std::string(step.sqlstate), std::move(step.message), std::string(step.reason)};
                 co_return result;
             case protocol::StartupAction::start_session:
+                if (!client.encrypted() && services.tls && services.tls->mode() == ClientTlsMode::require) {
+                    services.counters.add(kind, ListenerCounter::client_tls_refused_total);
+                    result.stop = Disconnect{"28000",
+                                             fmt::format("pglane: connections to this port must use TLS (tls.mode is "
+                                                         "require); connect with sslmode=require or stronger "
+                                                         "(user \"{}\")",
+                                                         result.packet.parameter("user")),
+                                             "tls_required"};
+                    co_return result;
+                }
                 // Client limits are checked once the user is named, before any server is asked.
-                result.stop = admit_client(services, kind, client.native_handle(), result.packet.parameter("user"), peer);
+                result.stop = admit_client(services, kind, client.socket().native_handle(),
+                                           result.packet.parameter("user"), peer);
                 co_return result;
             case protocol::StartupAction::need_more:
                 co_return result;

@@ -1,6 +1,7 @@
 #pragma once
 // The startup phase every session begins with, whoever authenticates: startup packets
-// (SSLRequest and GSSENCRequest declined with 'N'), CancelRequests forwarded to the server
+// (SSLRequest answered with a TLS handshake when tls.mode allows it, GSSENCRequest declined
+// with 'N'), CancelRequests forwarded to the server
 // they name, and framed reads with the bounds of the startup phase.
 
 #include "protocol/framing.hpp"
@@ -23,7 +24,7 @@ struct ClientStartup {
 };
 
 /// Reads startup-phase packets until a StartupMessage (or a reason to stop).
-[[nodiscard]] asio::awaitable<ClientStartup> read_client_startup(tcp::socket& client, ByteBuffer& in,
+[[nodiscard]] asio::awaitable<ClientStartup> read_client_startup(Stream& client, ByteBuffer& in,
                                                                  SessionServices& services, ListenerKind kind,
                                                                  const std::string& peer);
 
@@ -34,7 +35,7 @@ struct ClientStartup {
 
 /// Reads one whole message (startup-phase packet when `startup`) into `in`; nullopt when the
 /// connection ended first. A malformed length comes back as a Frame with status malformed.
-[[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(tcp::socket& socket, ByteBuffer& in,
+[[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(Stream& stream, ByteBuffer& in,
                                                                          bool startup, std::uint32_t max);
 
 }  // namespace pglane::proxy

@@ -29,11 +29,12 @@ asio::awaitable<void> serve_within_limits(tcp::socket socket, ListenerKind kind,
 
 Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
                CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
-               FunctionCatalogs& catalogs, ClientLimits& limits)
+               FunctionCatalogs& catalogs, ClientLimits& limits, const TlsContexts& tls)
     : counters_(config.nodes.size()),
       services_{config,    std::move(topology), std::move(probe_now), cancels,  counters_, read_only_turn,
                 registry_, secrets,             classifications_,     catalogs} {
     services_.limits = &limits;
+    services_.tls = &tls;
 }
 
 Worker::~Worker() {
@@ -63,7 +64,8 @@ void Worker::listen(ListenerKind kind, const Endpoint& endpoint) {
 }
 
 void Worker::enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count) {
-    pools_ = std::make_unique<ServerPools>(io_.get_executor(), services_.config, counters_, stats, worker_count);
+    pools_ = std::make_unique<ServerPools>(io_.get_executor(), services_.config, counters_, stats, worker_count,
+                                           services_.tls->server_facing());
     services_.pools = pools_.get();
 }
 

@@ -19,7 +19,8 @@ class Worker {
 public:
     Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
            CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
-           FunctionCatalogs& catalogs, ClientLimits& limits);
+           FunctionCatalogs& catalogs, ClientLimits& limits,
+           const TlsContexts& tls);
     ~Worker();
 
     /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.

@@ -35,7 +35,7 @@ void check_decision(const StartupStep& step, Bytes unread) {
             FUZZ_CHECK(step.sqlstate == sqlstate::protocol_violation || step.sqlstate == sqlstate::feature_not_supported);
             FUZZ_CHECK(!step.message.empty() && !step.reason.empty());
             break;
-        case StartupAction::decline_encryption:
+        case StartupAction::encryption_request:
             FUZZ_CHECK(step.bytes == 8);
             FUZZ_CHECK(step.packet.kind == StartupKind::ssl_request || step.packet.kind == StartupKind::gssenc_request);
             break;
@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             continue;
         }
         in.consume(step.bytes);
-        if (step.action != StartupAction::decline_encryption) return 0;
+        if (step.action != StartupAction::encryption_request) return 0;
         FUZZ_CHECK(++declined <= 2);
     }
     FUZZ_CHECK(false && "the startup phase did not end");

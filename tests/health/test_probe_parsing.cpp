@@ -183,7 +183,14 @@ TEST_CASE("the connection string names the node, the credentials and the probe")
     CHECK(connection_string(node, settings, "10.1.2.3") ==
           "host='db.example' hostaddr='10.1.2.3' port='5433' user='monitor' "
           "password='it\\'s \\\\secret' dbname='postgres' application_name='pglane-health' "
-          "connect_timeout='3' gssencmode='disable'");
+          "connect_timeout='3' gssencmode='disable' sslmode='prefer'");
+}
+
+TEST_CASE("the connection string carries the node's sslmode and CA file") {
+    Settings settings;
+    const NodeAddress node{"pg1", "db.example", 5433, SslMode::verify_full, "/etc/pglane/ca.pem"};
+    const std::string conninfo = connection_string(node, settings);
+    CHECK(conninfo.find("sslmode='verify-full' sslrootcert='/etc/pglane/ca.pem'") != std::string::npos);
 }
 
 TEST_CASE("the connection string leaves out what is not set") {

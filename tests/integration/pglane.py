@@ -131,6 +131,18 @@ class Pglane:
     def status(self):
         return json.loads(self.http("/status")[1])
 
+    def metrics(self):
+        """{'name{labels}': float} from /metrics."""
+        out = {}
+        for line in self.http("/metrics")[1].splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    pass
+        return out
+
     def node(self, name):
         return next(n for n in self.status()["nodes"] if n["name"] == name)
 
@@ -188,18 +200,6 @@ class AutoPglane(Pglane):
 
     def auto_dsn(self, **kw):
         return self.dsn(self.auto_port, **kw)
-
-    def metrics(self):
-        """{'name{labels}': float} from /metrics."""
-        out = {}
-        for line in self.http("/metrics")[1].splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                try:
-                    out[key] = float(value)
-                except ValueError:
-                    pass
-        return out
 
 
 def start_module_pglane(cluster, with_roles=True, overrides=None, auto_users=None):

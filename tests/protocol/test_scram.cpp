@@ -437,3 +437,15 @@ TEST_CASE("random nonces are printable, without commas, and differ") {
     REQUIRE(a != b);
     REQUIRE(a.find(',') == std::string::npos);
 }
+
+TEST_CASE("a relayed SASL offer loses SCRAM-SHA-256-PLUS and keeps the rest in order") {
+    using namespace std::string_literals;
+    auto bytes = [](const std::string& text) { return std::as_bytes(std::span(text.data(), text.size())); };
+    const std::string offered = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"s;
+    CHECK(mechanisms_without_channel_binding(bytes(offered)) == "SCRAM-SHA-256\0\0"s);
+    const std::string plain = "SCRAM-SHA-256\0\0"s;
+    CHECK(mechanisms_without_channel_binding(bytes(plain)) == plain);
+    // Unterminated lists are malformed, not guessed at.
+    CHECK_FALSE(mechanisms_without_channel_binding(bytes("SCRAM-SHA-256\0"s)));
+    CHECK_FALSE(mechanisms_without_channel_binding(bytes("SCRAM-SHA-256"s)));
+}

@@ -46,11 +46,11 @@ TEST_CASE("SSLRequest and GSSENCRequest are declined once each, then the Startup
     StartupPhase phase(max_packet);
     std::string in = gssenc_request() + ssl_request() + startup_message();
     StartupStep gss = phase.next(bytes(in));
-    CHECK(gss.action == StartupAction::decline_encryption);
+    CHECK(gss.action == StartupAction::encryption_request);
     CHECK(gss.bytes == 8);
     in.erase(0, 8);
     StartupStep ssl = phase.next(bytes(in));
-    CHECK(ssl.action == StartupAction::decline_encryption);
+    CHECK(ssl.action == StartupAction::encryption_request);
     in.erase(0, 8);
     CHECK(phase.next(bytes(in)).action == StartupAction::start_session);
 }
@@ -58,7 +58,7 @@ TEST_CASE("SSLRequest and GSSENCRequest are declined once each, then the Startup
 TEST_CASE("a second SSLRequest is a protocol violation, not an endless exchange", "[startup_phase]") {
     StartupPhase phase(max_packet);
     const std::string one = ssl_request();
-    REQUIRE(phase.next(bytes(one)).action == StartupAction::decline_encryption);
+    REQUIRE(phase.next(bytes(one)).action == StartupAction::encryption_request);
     StartupStep again = phase.next(bytes(one));
     CHECK(again.action == StartupAction::refuse);
     CHECK(again.sqlstate == "08P01");

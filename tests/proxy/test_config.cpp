@@ -61,3 +61,58 @@ TEST_CASE("config errors name the offending key") {
             R"(config key "log_level": must be one of debug, info, warn, error)");
     REQUIRE(error_of(R"({"listen":{"rw":"h:1"},"nodes":[]})") == R"(config key "nodes": must be a non-empty array)");
 }
+
+namespace {
+
+std::string with_tls(const std::string& tls, const std::string& node_extra = "") {
+    return R"({ "listen": { "rw": "127.0.0.1:6433" },
+                "nodes": [ { "name": "n0", "host": "db0", "port": 5432 )" + node_extra + R"( },
+                           { "name": "n1", "host": "db1", "port": 5432 } ],
+                "tls": )" + tls + "}";
+}
+
+}  // namespace
+
+TEST_CASE("tls settings: a certificate turns client TLS on, nodes inherit the server sslmode") {
+    using pglane::health::SslMode;
+    using pglane::proxy::ClientTlsMode;
+    auto none = parse_config(valid);
+    CHECK(none.tls.mode == ClientTlsMode::disable);
+    CHECK(none.nodes[0].sslmode == SslMode::prefer);   // libpq's default
+    auto config = parse_config(with_tls(R"({ "cert_file": "/c.pem", "key_file": "/k.pem",
+        "server_sslmode": "verify-full", "server_ca_file": "/ca.pem" })", R"(, "sslmode": "disable")"));
+    CHECK(config.tls.mode == ClientTlsMode::allow);
+    CHECK(config.nodes[0].sslmode == SslMode::disable);
+    CHECK(config.nodes[1].sslmode == SslMode::verify_full);
+    CHECK(config.nodes[1].ca_file == "/ca.pem");
+    auto required = parse_config(with_tls(R"({ "cert_file": "/c.pem", "key_file": "/k.pem", "mode": "require" })"));
+    CHECK(required.tls.mode == ClientTlsMode::require);
+}
+
+TEST_CASE("tls errors name the key") {
+    CHECK(error_of(with_tls(R"({ "cert_file": "/c.pem" })")) ==
+          "config key \"tls.key_file\": is needed with the other (certificate and key)");
+    CHECK(error_of(with_tls(R"({ "mode": "require" })")) ==
+          "config key \"tls.mode\": \"require\" needs tls.cert_file and tls.key_file");
+    CHECK(error_of(with_tls(R"({ "mode": "prefer", "cert_file": "/c", "key_file": "/k" })")) ==
+          "config key \"tls.mode\": must be one of disable, allow, require");
+    CHECK(error_of(with_tls(R"({ "server_sslmode": "verify-full" })")) ==
+          "config key \"nodes[0].sslmode\": \"verify-full\" needs tls.server_ca_file (the CA that signed the "
+          "servers' certificates)");
+    CHECK(error_of(with_tls("{}", R"(, "sslmode": "allow")")) ==
+          "config key \"nodes[0].sslmode\": must be one of disable, prefer, require, verify-ca, verify-full");
+    CHECK(error_of(with_tls(R"({ "ciphers": "x" })")) == "config key \"tls.ciphers\": unknown key");
+}
+
+TEST_CASE("unreadable certificate files are refused naming the key") {
+    pglane::proxy::TlsSettings settings;
+    settings.cert_file = "/nonexistent/pglane.crt";
+    settings.key_file = "/nonexistent/pglane.key";
+    settings.mode = pglane::proxy::ClientTlsMode::allow;
+    try {
+        pglane::proxy::TlsContexts contexts(settings);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()).starts_with("config key \"tls.cert_file\": cannot load \"/nonexistent/pglane.crt\""));
+    }
+}

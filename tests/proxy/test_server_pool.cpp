@@ -42,7 +42,7 @@ std::string config_error(const std::string& text) {
 }
 
 std::unique_ptr<ServerConnection> unconnected(asio::io_context& io, const Config& config, std::size_t node) {
-    return std::make_unique<ServerConnection>(io.get_executor(), node, config.nodes[node], config.limits);
+    return std::make_unique<ServerConnection>(io.get_executor(), node, config.nodes[node], config.limits, nullptr);
 }
 
 }  // namespace
@@ -120,7 +120,7 @@ TEST_CASE("returned connections are kept, handed on or closed") {
     asio::io_context io;
     Counters counters(config.nodes.size());
     PoolStatsRegistry registry;
-    ServerPools pools(io.get_executor(), config, counters, registry, 1);
+    ServerPools pools(io.get_executor(), config, counters, registry, 1, nullptr);
     ServerPool& pool = pools.pool(0, "db", "user");
     PoolStats& stats = pool.stats();
 
@@ -174,7 +174,7 @@ TEST_CASE("a greeting is remembered per startup parameters, and bounded") {
     asio::io_context io;
     Counters counters(config.nodes.size());
     PoolStatsRegistry registry;
-    ServerPools pools(io.get_executor(), config, counters, registry, 1);
+    ServerPools pools(io.get_executor(), config, counters, registry, 1, nullptr);
     ServerPool& pool = pools.pool(1, "db", "user");
     REQUIRE(pool.greeting("SELECT a") == nullptr);
     REQUIRE(pool.begin_greeting_fetch("SELECT a"));

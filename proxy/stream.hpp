@@ -1,0 +1,99 @@
+#pragma once
+// A TCP connection that may carry TLS: what every session reads and writes through, to
+// clients and to servers alike. Plaintext costs nothing extra (each call hands back Asio's
+// own operation); with TLS, OpenSSL works on the non-blocking socket itself and a want-read
+// or want-write becomes an Asio wait, so the readiness-based loops of the sessions
+// (wait for readable, then read what is there) work over TLS too. Decrypted bytes OpenSSL
+// already holds make the stream readable without waiting on the socket.
+
+#include "health/topology.hpp"
+
+#include <boost/asio.hpp>
+
+#include <string>
+#include <string_view>
+#include <tuple>
+
+struct ssl_st;
+using SSL = ssl_st;
+struct ssl_ctx_st;
+using SSL_CTX = ssl_ctx_st;
+
+namespace pglane::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+/// One connection; owned by one session (or server connection) and touched by its worker
+/// thread only. One read and one write may be pending at once, as on a socket.
+class Stream {
+public:
+    using Result = std::tuple<boost::system::error_code, std::size_t>;
+    using WaitResult = std::tuple<boost::system::error_code>;
+
+    explicit Stream(tcp::socket socket) : socket_(std::move(socket)) {}
+    explicit Stream(const asio::any_io_executor& executor) : socket_(executor) {}
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+
+    [[nodiscard]] tcp::socket& socket() { return socket_; }
+    [[nodiscard]] const tcp::socket& socket() const { return socket_; }
+    [[nodiscard]] asio::any_io_executor get_executor() { return socket_.get_executor(); }
+    [[nodiscard]] bool is_open() const { return socket_.is_open(); }
+    [[nodiscard]] bool encrypted() const { return ssl_ != nullptr; }
+    /// "TLSv1.3" and the like, empty for plaintext.
+    [[nodiscard]] std::string_view tls_version() const;
+
+    /// The server side of a TLS handshake (a client asked with SSLRequest and got 'S').
+    /// An empty string on success, else OpenSSL's reason.
+    [[nodiscard]] asio::awaitable<std::string> accept_tls(SSL_CTX* context);
+    /// The client side of a TLS handshake with a node (it answered 'S'), verifying its
+    /// certificate as `address.sslmode` asks.
+    [[nodiscard]] asio::awaitable<std::string> connect_tls(SSL_CTX* context, const health::NodeAddress& address);
+
+    /// Reads what is there, waiting for at least one byte.
+    [[nodiscard]] asio::awaitable<Result> read_some(asio::mutable_buffer buffer);
+    /// Reads what is there without waiting; would_block when nothing is. Needs a
+    /// non-blocking socket (set_non_blocking()).
+    std::size_t read_now(asio::mutable_buffer buffer, boost::system::error_code& ec);
+    /// Completes when read_now() has something to return (at once when TLS already holds
+    /// decrypted bytes).
+    [[nodiscard]] asio::awaitable<WaitResult> readable();
+    /// Writes all of `buffers` (one TLS write for all of them).
+    template <typename ConstBufferSequence>
+    [[nodiscard]] asio::awaitable<Result> write_buffers(const ConstBufferSequence& buffers) {
+        if (!ssl_) return asio::async_write(socket_, buffers, asio::as_tuple(asio::use_awaitable));
+        tls_out_.clear();
+        for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
+            tls_out_.append(static_cast<const char*>(asio::const_buffer(*it).data()), asio::const_buffer(*it).size());
+        return tls_write();
+    }
+    [[nodiscard]] asio::awaitable<Result> write(std::string_view bytes) { return write_buffers(asio::buffer(bytes)); }
+    /// Writes what the socket takes now, without waiting: a last word (Terminate) before close.
+    void write_now(std::string_view bytes);
+
+    /// Makes reads through read_now() return would_block instead of waiting.
+    void set_non_blocking();
+    void cancel();
+    /// Closes the connection (with a TLS close_notify when the socket takes it now).
+    void close();
+    void shutdown();
+
+private:
+    [[nodiscard]] std::string attach_tls(SSL_CTX* context);
+    [[nodiscard]] asio::awaitable<std::string> handshake(bool accepting);
+    [[nodiscard]] asio::awaitable<Result> tls_read_some(asio::mutable_buffer buffer);
+    [[nodiscard]] asio::awaitable<WaitResult> tls_readable();
+    [[nodiscard]] asio::awaitable<Result> tls_write();
+    void free_tls();
+
+    tcp::socket socket_;
+    SSL* ssl_ = nullptr;
+    // What the last TLS read needs before it can go on: the socket readable (usually) or
+    // writable (OpenSSL has a record of its own to send first).
+    bool read_wants_write_ = false;
+    std::string tls_out_;
+};
+
+}  // namespace pglane::proxy
