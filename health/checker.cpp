@@ -7,8 +7,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
+
+#include <fmt/format.h>
 
 namespace pglane::health {
 namespace asio = boost::asio;
@@ -31,7 +34,8 @@ namespace {
 }  // namespace
 
 HealthChecker::HealthChecker(Settings settings, std::vector<NodeAddress> nodes)
-    : settings_(settings), interval_timer_(io_), state_(settings, nodes), failover_tracker_(settings.failover) {
+    : settings_(settings), interval_timer_(io_), state_(settings, nodes), failover_tracker_(settings.failover),
+      slots_(nodes) {
     probes_.reserve(nodes.size());
     for (auto& node : nodes) {
         probes_.push_back(std::make_unique<NodeProbe>(io_.get_executor(), std::move(node), settings));
@@ -61,7 +65,8 @@ void HealthChecker::stop() {
     if (!thread_.joinable()) return;
     asio::post(io_, [this] { request_stop(); });
     thread_.join();
-    for (auto& probe : probes_) probe->close();
+    for (auto& probe : probes_)
+        if (probe) probe->close();
 }
 
 TopologyPtr HealthChecker::topology() const { return topology_.load(std::memory_order_acquire); }
@@ -80,6 +85,59 @@ void HealthChecker::set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_s
     probe_now();
 }
 
+std::pair<std::vector<NodeAddress>, std::vector<bool>> HealthChecker::plan_slots(
+    const std::vector<NodeAddress>& nodes) const {
+    std::vector<NodeAddress> slots = slots_;
+    std::vector<bool> active(slots.size(), false);
+    for (const NodeAddress& node : nodes) {
+        auto it = std::find(slots.begin(), slots.end(), node);
+        if (it == slots.end()) {
+            slots.push_back(node);
+            active.push_back(true);
+        } else {
+            active[static_cast<std::size_t>(it - slots.begin())] = true;
+        }
+    }
+    return {std::move(slots), std::move(active)};
+}
+
+std::string HealthChecker::check_nodes(const std::vector<NodeAddress>& nodes) const {
+    std::lock_guard lock(slots_mutex_);
+    const std::size_t needed = plan_slots(nodes).first.size();
+    if (needed <= max_node_slots) return {};
+    return fmt::format("the node list would need {} node slots, over the {} a running pglane has (nodes removed "
+                       "or changed keep theirs): restart pglane to apply it",
+                       needed, max_node_slots);
+}
+
+void HealthChecker::set_nodes(const std::vector<NodeAddress>& nodes) {
+    std::pair<std::vector<NodeAddress>, std::vector<bool>> plan;
+    {
+        std::lock_guard lock(slots_mutex_);
+        plan = plan_slots(nodes);
+        slots_ = plan.first;
+    }
+    asio::post(io_, [this, plan = std::move(plan)]() mutable { pending_nodes_ = std::move(plan); });
+    probe_now();
+}
+
+// Between rounds only: a round in flight holds on to probes_.
+void HealthChecker::apply_pending_nodes() {
+    if (!pending_nodes_) return;
+    auto [slots, active] = std::move(*pending_nodes_);
+    pending_nodes_.reset();
+    state_.set_nodes(slots, active);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (i == probes_.size()) probes_.push_back(nullptr);
+        if (!active[i] && probes_[i]) {
+            probes_[i]->close();
+            probes_[i].reset();
+        } else if (active[i] && !probes_[i]) {
+            probes_[i] = std::make_unique<NodeProbe>(io_.get_executor(), slots[i], settings_);
+        }
+    }
+}
+
 void HealthChecker::probe_now() {
     asio::post(io_, [this] {
         if (round_in_flight_) {
@@ -93,7 +151,8 @@ void HealthChecker::probe_now() {
 void HealthChecker::request_stop() {
     stopping_ = true;
     interval_timer_.cancel();
-    for (auto& probe : probes_) probe->abort();
+    for (auto& probe : probes_)
+        if (probe) probe->abort();
     if (failover_query_ != nullptr) failover_query_->abort();
 }
 
@@ -122,6 +181,7 @@ asio::awaitable<void> HealthChecker::run() {
 }
 
 asio::awaitable<void> HealthChecker::run_round() {
+    apply_pending_nodes();
     round_in_flight_ = true;
     std::vector<Observation> round = co_await probe_round();
     round_in_flight_ = false;
@@ -134,6 +194,11 @@ asio::awaitable<std::vector<Observation>> HealthChecker::probe_round() {
     std::size_t remaining = probes_.size();
     asio::steady_timer all_done(io_, asio::steady_timer::time_point::max());
     for (std::size_t i = 0; i < probes_.size(); ++i) {
+        if (!probes_[i]) {   // retired by a reload
+            round[i] = Observation::failure("removed from the configuration");
+            if (--remaining == 0) all_done.cancel();
+            continue;
+        }
         asio::co_spawn(io_, probes_[i]->probe(),
                        [&, i](std::exception_ptr failure, Observation observation) {
                            round[i] = failure ? failed_probe(failure) : std::move(observation);

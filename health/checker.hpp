@@ -19,6 +19,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -59,11 +61,23 @@ public:
     /// it starts at once). Thread-safe.
     void set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_seconds);
 
+    /// Whether set_nodes(nodes) can be applied: empty, or why not (every slot used; see
+    /// max_node_slots). Thread-safe.
+    [[nodiscard]] std::string check_nodes(const std::vector<NodeAddress>& nodes) const;
+    /// A reload of the node list, applied at the start of the next round (which it starts at
+    /// once): nodes that stay keep their slot and state, removed ones are retired, new ones
+    /// probed from then on. Check first with check_nodes(). Thread-safe.
+    void set_nodes(const std::vector<NodeAddress>& nodes);
+
 private:
     [[nodiscard]] boost::asio::awaitable<void> run();
     [[nodiscard]] boost::asio::awaitable<std::vector<Observation>> probe_round();
     [[nodiscard]] boost::asio::awaitable<void> run_round();
     void publish(Topology topology);
+    void apply_pending_nodes();
+    /// The slots after a reload to `nodes`, and which of them are active.
+    [[nodiscard]] std::pair<std::vector<NodeAddress>, std::vector<bool>> plan_slots(
+        const std::vector<NodeAddress>& nodes) const;
     void request_stop();
 
     // The failover executor (checker_failover.cpp).
@@ -92,6 +106,10 @@ private:
     bool round_in_flight_ = false;  // health thread only
     bool round_requested_ = false;  // health thread only
     bool stopping_ = false;         // health thread only
+    mutable std::mutex slots_mutex_;
+    std::vector<NodeAddress> slots_;   // every node address ever given a slot (slots_mutex_)
+    // A node list reload waiting for the next round (health thread only).
+    std::optional<std::pair<std::vector<NodeAddress>, std::vector<bool>>> pending_nodes_;
 };
 
 }  // namespace pglane::health

@@ -40,7 +40,7 @@ std::chrono::milliseconds HealthChecker::step_timeout() const {
 asio::awaitable<QueryResult> HealthChecker::run_on(std::size_t node, std::string sql,
                                                    std::chrono::milliseconds timeout) {
     // A connection of its own: the node's probe connection keeps its own cadence and deadline.
-    NodeProbe connection(io_.get_executor(), probes_[node]->address(), settings_);
+    NodeProbe connection(io_.get_executor(), state_.current().nodes.at(node).address, settings_);
     failover_query_ = &connection;
     QueryResult result = co_await connection.execute(std::move(sql), timeout);
     failover_query_ = nullptr;

@@ -40,11 +40,40 @@ ClusterState::ClusterState(Settings settings, std::vector<NodeAddress> nodes)
     }
 }
 
+void ClusterState::set_nodes(std::span<const NodeAddress> slots, const std::vector<bool>& active) {
+    for (std::size_t i = topology_.nodes.size(); i < slots.size(); ++i) {
+        NodeStatus node;
+        node.address = slots[i];
+        node.retired = true;   // until marked active below
+        topology_.nodes.push_back(std::move(node));
+        replay_lag_seconds_.emplace_back();
+        lost_primary_role_.push_back(false);
+        sync_absent_rounds_.push_back(0);
+    }
+    for (std::size_t i = 0; i < topology_.nodes.size(); ++i) {
+        NodeStatus& node = topology_.nodes[i];
+        const bool keep = i < active.size() && active[i];
+        if (keep == !node.retired) continue;
+        // Both ways the slot starts over: a fresh node is down until its first probe answers.
+        NodeStatus fresh;
+        fresh.address = node.address;
+        fresh.retired = !keep;
+        node = std::move(fresh);
+        replay_lag_seconds_[i].reset();
+        lost_primary_role_[i] = false;
+        sync_absent_rounds_[i] = 0;
+        log::info(keep ? "node_added" : "node_removed", {{"node", node.address.name},
+                                                        {"host", node.address.host},
+                                                        {"port", node.address.port}});
+    }
+}
+
 Topology ClusterState::apply_round(std::span<const Observation> round) {
     if (round.size() != topology_.nodes.size()) {
         throw std::invalid_argument("health round size does not match the node list");
     }
     for (std::size_t i = 0; i < round.size(); ++i) {
+        if (topology_.nodes[i].retired) continue;
         apply_observation(topology_.nodes[i], round[i]);
         if (round[i].ok) replay_lag_seconds_[i] = round[i].replay_lag_seconds;
     }

@@ -70,6 +70,10 @@ public:
     /// primary the moment it promotes another node; the election does it on its own when
     /// the elected primary is replaced by another node.
     void fence(std::size_t index, std::string_view reason);
+    /// A reload of the node list. `slots` extends the current one (existing slots keep their
+    /// address; new ones are appended); `active[i]` false retires slot i (never probed,
+    /// elected or routed to), true brings a retired slot back as a new, down, node.
+    void set_nodes(std::span<const NodeAddress> slots, const std::vector<bool>& active);
     /// A reload: standbys are held back, and let back, against these from the next round on.
     void set_lag_limits(std::uint64_t max_lag_bytes, double max_lag_seconds) {
         settings_.max_lag_bytes = max_lag_bytes;

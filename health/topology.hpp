@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pglane::health {
@@ -23,14 +24,26 @@ enum class SslMode { disable, prefer, require, verify_ca, verify_full };
 [[nodiscard]] std::string_view to_string(SslMode mode);
 
 /// Where a node listens and how pglane reaches it. Owned by the config; copied into every
-/// snapshot.
+/// snapshot. Two equal addresses are the same node (a reload keeps its slot).
 struct NodeAddress {
+    NodeAddress() = default;
+    NodeAddress(std::string name_, std::string host_, std::uint16_t port_, SslMode sslmode_ = SslMode::prefer,
+                std::string ca_file_ = {})
+        : name(std::move(name_)), host(std::move(host_)), port(port_), sslmode(sslmode_), ca_file(std::move(ca_file_)) {}
+
     std::string name;
     std::string host;
     std::uint16_t port = 0;
     SslMode sslmode = SslMode::prefer;
     std::string ca_file;   // tls.server_ca_file: verifies the node for verify-ca/verify-full
+
+    bool operator==(const NodeAddress&) const = default;
 };
+
+/// Nodes have stable indices ("slots") for the life of the process: sessions, pools and
+/// counters key on them. A node removed by a reload keeps its slot, retired; an added one
+/// takes a new slot (or its old one back). This bounds the slots a process ever uses.
+inline constexpr std::size_t max_node_slots = 64;
 
 /// One node as of the latest probe round. Plain data, safe to read from any thread.
 struct NodeStatus {
@@ -61,6 +74,8 @@ struct NodeStatus {
     std::uint64_t probes_ok = 0;
     std::uint64_t probes_failed = 0;
     std::string last_error;
+    bool retired = false;         // removed from the configuration by a reload: never probed
+                                  // or routed to, left out of /status and /metrics
 
     [[nodiscard]] bool routable_standby() const {
         return up && role == Role::standby && !held_back;

@@ -54,7 +54,7 @@ AutoSession::AutoSession(tcp::socket client, ListenerKind kind, SessionServices&
     client_.socket().set_option(tcp::no_delay(true), ignored);
     // Reads after a wake-up must never wait: a wake can be a cancellation (fence()).
     client_.set_non_blocking();
-    servers_.resize(services_.config.nodes.size());
+    servers_.resize(services_.topology()->nodes.size());   // grows when a reload adds nodes
     services_.registry.add(this);
     services_.counters.add(kind_, ListenerCounter::client_connections_total);
     services_.counters.add(kind_, ListenerCounter::client_connections_active);
@@ -108,7 +108,7 @@ void AutoSession::on_topology(const health::Topology& topology) {
     fence({std::string(admin_shutdown),
            fmt::format("pglane: the primary changed ({} is no longer the elected primary; now: {}) and this "
                        "session held state that cannot move ({}); reconnect",
-                       services_.config.nodes[*primary_node_].name, now, routing::to_string(pin)),
+                       node_address(*primary_node_).name, now, routing::to_string(pin)),
            "primary_changed"});
 }
 

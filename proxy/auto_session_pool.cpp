@@ -123,7 +123,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_pool(const he
 }
 
 ServerPool& AutoSession::pool_of(std::size_t node) {
-    if (pools_.empty()) pools_.resize(servers_.size(), nullptr);
+    if (pools_.size() <= node) pools_.resize(node + 1, nullptr);
     if (!pools_[node]) pools_[node] = &services_.pools->pool(node, database_, user_);
     return *pools_[node];
 }
@@ -132,7 +132,7 @@ asio::awaitable<std::optional<ServerFailure>> AutoSession::acquire_server(std::s
     ServerPool& pool = pool_of(node);
     auto lent = co_await services_.pools->checkout(pool, credentials_);
     if (auto* failure = std::get_if<ServerFailure>(&lent)) {
-        log::warn("pool_checkout_failed", {{"session", id_}, {"node", services_.config.nodes[node].name},
+        log::warn("pool_checkout_failed", {{"session", id_}, {"node", node_address(node).name},
                                            {"sqlstate", failure->sqlstate}, {"error", failure->message}});
         co_return *failure;
     }

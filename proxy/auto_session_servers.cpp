@@ -18,7 +18,13 @@ using protocol::sqlstate::connection_failure;
 
 // ---- servers ----------------------------------------------------------------------------
 
+health::NodeAddress AutoSession::node_address(std::size_t node) const {
+    // Slots only ever grow and never change address: any snapshot that has the slot will do.
+    return services_.topology()->nodes.at(node).address;
+}
+
 asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::ready_server(std::size_t node) {
+    if (node >= servers_.size()) servers_.resize(node + 1);
     auto& slot = servers_.at(node);
     // A connection idle since its last unit may have died meanwhile (server restarted or
     // failed over): find out before sending, so the unit goes to a fresh connection instead
@@ -27,11 +33,11 @@ asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::rea
     if (!slot && services_.pools) {
         if (auto failure = co_await acquire_server(node)) co_return *failure;
     } else if (!slot) {
-        auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, services_.config.nodes[node],
+        auto server = std::make_unique<ServerConnection>(client_.get_executor(), node, node_address(node),
                                                          services_.config.limits, services_.server_tls());
         if (auto failure = co_await server->open(startup_parameters_, credentials_)) {
             services_.counters.add(node, NodeCounter::server_connect_errors_total);
-            log::warn("server_login_failed", {{"session", id_}, {"node", services_.config.nodes[node].name},
+            log::warn("server_login_failed", {{"session", id_}, {"node", node_address(node).name},
                                               {"sqlstate", failure->sqlstate}, {"error", failure->message}});
             co_return *failure;
         }
@@ -104,7 +110,7 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::primar
 void AutoSession::follow_new_primary() {
     if (!primary_node_) return;
     if (auto& old = servers_[*primary_node_]; old && !old->broken()) old->mark_broken();
-    log::info("session_follows_new_primary", {{"session", id_}, {"old", services_.config.nodes[*primary_node_].name}});
+    log::info("session_follows_new_primary", {{"session", id_}, {"old", node_address(*primary_node_).name}});
     primary_node_.reset();
 }
 
@@ -194,12 +200,17 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         co_return Disconnect::unit_error(connection_failure,
                                          fmt::format("pglane: the connection to {} was lost in the middle of a "
                                                      "transaction; the transaction was rolled back, retry it",
-                                                     services_.config.nodes[*transaction_node_].name),
+                                                     node_address(*transaction_node_).name),
                                          "transaction_server_lost");
     }
     if (pinned_standby_) {
-        auto ready = co_await ready_server(*pinned_standby_);
-        if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
+        // A node a reload removed is left for another standby between units.
+        if (services_.topology()->nodes.at(*pinned_standby_).retired) {
+            drop_server(*pinned_standby_);
+        } else {
+            auto ready = co_await ready_server(*pinned_standby_);
+            if (auto* server = std::get_if<ServerConnection*>(&ready)) co_return *server;
+        }
         const routing::RouteDecision any_standby{routing::Destination::standby, "ro port", routing::RouteReason::port};
         if (ServerConnection* other = co_await choose_standby(any_standby)) {
             pinned_standby_ = other->node();

@@ -100,6 +100,13 @@ void ClientSession::drain(Disconnect why) {
 }
 
 void ClientSession::on_topology(const health::Topology& topology) {
+    if (node_ && *node_ < topology.nodes.size() && topology.nodes[*node_].retired && !drain_ && !fence_) {
+        // A reload removed the node this relayed session is on: it ends between transactions.
+        drain({std::string(admin_shutdown),
+               fmt::format("pglane: node {} was removed from the configuration; reconnect", node_address_.name),
+               "node_removed"});
+        return;
+    }
     if (!pinned_to_primary_ || !node_) return;
     if (topology.primary == node_ && topology.primary_term == primary_term_) return;
     std::string now = topology.primary ? topology.nodes.at(*topology.primary).address.name : std::string("none");

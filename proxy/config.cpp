@@ -148,6 +148,8 @@ void parse_nodes(const json& root, Config& config) {
     auto it = root.find("nodes");
     if (it == root.end()) fail("nodes", "is required");
     if (!it->is_array() || it->empty()) fail("nodes", "must be a non-empty array");
+    if (it->size() > health::max_node_slots)
+        fail("nodes", fmt::format("lists {} nodes; pglane serves at most {}", it->size(), health::max_node_slots));
     std::set<std::string> names;
     for (std::size_t i = 0; i < it->size(); ++i) {
         const json& node = (*it)[i];

@@ -17,6 +17,7 @@ namespace {
 // What reload() applies; every other setting needs a restart.
 const char* const reloadable[] = {
     "/log_level",
+    "/nodes",
     "/limits/max_client_connections",
     "/limits/max_client_connections_per_user",
     "/limits/max_client_connections_by_user",
@@ -109,6 +110,10 @@ std::string ConfigReloader::reload() {
         users = std::make_shared<const UsersFile>(std::move(*loaded));
     }
 
+    if (targets_.check_nodes) {
+        if (std::string nodes_error = targets_.check_nodes(config.nodes); !nodes_error.empty())
+            return refuse(nodes_error);
+    }
     // Renewed certificates (same paths, new contents) are read on every reload; a pair that
     // no longer loads refuses the reload and the running one stays.
     if (targets_.tls) {
@@ -122,6 +127,7 @@ std::string ConfigReloader::reload() {
     if (users && targets_.secrets) targets_.secrets->users.store(users);
     if (targets_.limits) targets_.limits(config.limits);
     if (targets_.lag_limits) targets_.lag_limits(config.health.max_lag_bytes, config.health.max_lag_seconds);
+    if (targets_.nodes) targets_.nodes(config.nodes);
     running_ = std::move(next);
     log::info("config_reloaded", {{"path", path_},
                                   {"log_level", config.log_level},
@@ -129,7 +135,8 @@ std::string ConfigReloader::reload() {
                                   {"max_client_connections", config.limits.max_client_connections},
                                   {"max_client_connections_per_user", config.limits.max_client_connections_per_user},
                                   {"max_lag_bytes", config.health.max_lag_bytes},
-                                  {"max_lag_seconds", config.health.max_lag_seconds}});
+                                  {"max_lag_seconds", config.health.max_lag_seconds},
+                                  {"nodes", config.nodes.size()}});
     return {};
 }
 

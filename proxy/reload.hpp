@@ -30,6 +30,9 @@ public:
         std::function<void(const Limits&)> limits;               // ClientLimits::set_limits
         std::function<void(std::uint64_t, double)> lag_limits;   // HealthChecker::set_lag_limits
         TlsContexts* tls = nullptr;                              // certificate files read again
+        // The node list: whether it can be applied (HealthChecker::check_nodes), then apply it.
+        std::function<std::string(const std::vector<health::NodeAddress>&)> check_nodes;
+        std::function<void(const std::vector<health::NodeAddress>&)> nodes;
     };
 
     /// `path` is read now: the document later reloads are compared with. Throws ConfigError.

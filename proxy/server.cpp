@@ -90,7 +90,13 @@ int run_server(const Config& config, const std::string& config_path) {
                                           [&health](std::uint64_t bytes, double seconds) {
                                               health.set_lag_limits(bytes, seconds);
                                           },
-                                          &tls});
+                                          &tls,
+                                          [&health](const std::vector<health::NodeAddress>& nodes) {
+                                              return health.check_nodes(nodes);
+                                          },
+                                          [&health](const std::vector<health::NodeAddress>& nodes) {
+                                              health.set_nodes(nodes);
+                                          }});
 
     std::vector<std::unique_ptr<Worker>> workers;
     PoolStatsRegistry pool_stats;
@@ -98,7 +104,7 @@ int run_server(const Config& config, const std::string& config_path) {
     if (!config.admin_users.empty()) {
         console = std::make_unique<AdminConsole>(
             config.admin_users,
-            [&] { return status_document(*health.topology(), workers, config.nodes.size(), pool_stats); },
+            [&] { return status_document(*health.topology(), workers, health::max_node_slots, pool_stats); },
             [&reloader] { return reloader.reload(); });
     }
     int count = worker_count(config);
@@ -117,7 +123,7 @@ int run_server(const Config& config, const std::string& config_path) {
     std::unique_ptr<HttpServer> http;
     if (config.metrics_listen) {
         http = std::make_unique<HttpServer>(*config.metrics_listen, [&](std::string_view path) {
-            return answer_http(path, health, workers, config.nodes.size(), pool_stats);
+            return answer_http(path, health, workers, health::max_node_slots, pool_stats);
         });
     }
 

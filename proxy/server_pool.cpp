@@ -177,7 +177,8 @@ ServerPools::ServerPools(asio::any_io_executor executor, const Config& config, C
       stats_(stats),
       size_per_worker_(share(config.pool.size, std::max<std::size_t>(1, worker_count))),
       min_idle_per_worker_(share(config.pool.min_idle, std::max<std::size_t>(1, worker_count))),
-      node_closed_(config.nodes.size(), false),
+      addresses_(config.nodes),
+      node_closed_(health::max_node_slots, false),
       tick_(executor) {}
 
 ServerPools::~ServerPools() {
@@ -192,7 +193,7 @@ ServerPools::~ServerPools() {
 
 ServerPool& ServerPools::pool(std::size_t node, const std::string& database, const std::string& user) {
     auto& slot = pools_[{node, database, user}];
-    if (!slot) slot = std::make_unique<ServerPool>(node, database, user, stats_.get(config_.nodes[node].name, database, user));
+    if (!slot) slot = std::make_unique<ServerPool>(node, database, user, stats_.get(addresses_.at(node).name, database, user));
     return *slot;
 }
 
@@ -251,12 +252,12 @@ asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> 
         if (std::chrono::steady_clock::now() >= deadline) break;
     }
     stats.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
-    log::warn("pool_wait_timeout", {{"node", config_.nodes[pool.node_].name}, {"database", pool.database_},
+    log::warn("pool_wait_timeout", {{"node", addresses_.at(pool.node_).name}, {"database", pool.database_},
                                     {"user", pool.user_}, {"max_wait_ms", config_.pool.max_wait_ms}});
     co_return ServerFailure{std::string(too_many_connections),
                             fmt::format("pglane: no server connection to {} for database \"{}\" and user \"{}\" became "
                                         "free within pool.max_wait_ms ({} ms); all {} are in use",
-                                        config_.nodes[pool.node_].name, pool.database_, pool.user_,
+                                        addresses_.at(pool.node_).name, pool.database_, pool.user_,
                                         config_.pool.max_wait_ms, size_per_worker_)};
 }
 
@@ -318,6 +319,9 @@ void ServerPools::describe(int worker, std::vector<admin::ServerInfo>& servers) 
 }
 
 void ServerPools::on_topology(const health::Topology& topology) {
+    // Nodes a reload added; a slot's address never changes.
+    for (std::size_t node = addresses_.size(); node < topology.nodes.size(); ++node)
+        addresses_.push_back(topology.nodes[node].address);
     for (std::size_t node = 0; node < node_closed_.size() && node < topology.nodes.size(); ++node) {
         const health::NodeStatus& status = topology.nodes[node];
         bool closed = !status.up || status.fenced;
@@ -346,7 +350,7 @@ void ServerPools::on_topology(const health::Topology& topology) {
 asio::awaitable<std::variant<std::unique_ptr<ServerConnection>, ServerFailure>> ServerPools::open_connection(
     ServerPool& pool, const ServerCredentials& credentials) {
     ++pool.open_;
-    auto server = std::make_unique<ServerConnection>(executor_, pool.node_, config_.nodes[pool.node_], config_.limits,
+    auto server = std::make_unique<ServerConnection>(executor_, pool.node_, addresses_.at(pool.node_), config_.limits,
                                                      tls_);
     const std::vector<std::pair<std::string, std::string>> login{{"user", pool.user_}, {"database", pool.database_}};
     std::optional<ServerFailure> failure = co_await server->open(login, credentials);

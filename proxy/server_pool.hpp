@@ -163,6 +163,7 @@ private:
     std::size_t size_per_worker_;
     std::size_t min_idle_per_worker_;
     std::map<std::tuple<std::size_t, std::string, std::string>, std::unique_ptr<ServerPool>> pools_;
+    std::vector<health::NodeAddress> addresses_;   // per node slot, grown by reloads (on_topology)
     std::vector<bool> node_closed_;
     asio::steady_timer tick_;
     bool stopping_ = false;

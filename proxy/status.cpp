@@ -56,6 +56,7 @@ std::string render_metrics(const health::Topology& topology, const CounterTotals
     for (const NodeGauge& gauge : node_gauges) {
         header(out, gauge.name, gauge.name.ends_with("_total") ? "counter" : "gauge", gauge.help);
         for (const health::NodeStatus& node : topology.nodes) {
+            if (node.retired) continue;
             fmt::format_to(std::back_inserter(out), "pglane_{}{{node=\"{}\"}} {}\n", gauge.name, node.address.name,
                            gauge.value(node));
         }
@@ -80,6 +81,7 @@ std::string render_metrics(const health::Topology& topology, const CounterTotals
         const CounterInfo& info = node_counter_info[c];
         header(out, info.name, info.type, info.help);
         for (std::size_t n = 0; n < topology.nodes.size() && n < totals.node.size(); ++n) {
+            if (topology.nodes[n].retired) continue;
             fmt::format_to(std::back_inserter(out), "pglane_{}{{node=\"{}\"}} {}\n", info.name,
                            topology.nodes[n].address.name, static_cast<std::int64_t>(totals.node[n][c]));
         }
@@ -96,6 +98,7 @@ nlohmann::json render_status(const health::Topology& topology, const CounterTota
     nlohmann::json nodes = nlohmann::json::array();
     for (std::size_t i = 0; i < topology.nodes.size(); ++i) {
         const health::NodeStatus& n = topology.nodes[i];
+        if (n.retired) continue;   // removed by a reload
         nlohmann::json node = {
             {"name", n.address.name},       {"host", n.address.host},
             {"port", n.address.port},       {"up", n.up},

@@ -30,7 +30,7 @@ asio::awaitable<void> serve_within_limits(tcp::socket socket, ListenerKind kind,
 Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topology, std::function<void()> probe_now,
                CancelRegistry& cancels, std::atomic<std::uint64_t>& read_only_turn, const SecretSources* secrets,
                FunctionCatalogs& catalogs, ClientLimits& limits, const TlsContexts& tls)
-    : counters_(config.nodes.size()),
+    : counters_(health::max_node_slots),
       services_{config,    std::move(topology), std::move(probe_now), cancels,  counters_, read_only_turn,
                 registry_, secrets,             classifications_,     catalogs} {
     services_.limits = &limits;

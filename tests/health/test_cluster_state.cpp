@@ -465,3 +465,34 @@ TEST_CASE("failover attempts are counted in the snapshot") {
     CHECK(topology.last_failover == "promoted pg2");
     CHECK(topology.version == 1);
 }
+
+TEST_CASE("a reload retires a removed node and adds a new one in a slot of its own") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    std::vector<NodeAddress> slots = three_nodes();
+    slots.push_back({"pg4", "10.0.0.4", 5432});
+    state.set_nodes(slots, {true, false, true, true});
+    const Topology topology = apply(state, {primary(1, 200), Observation::failure("removed from the configuration"),
+                                            standby(1, 200, 200), standby(1, 200, 200)});
+    REQUIRE(topology.nodes.size() == 4);
+    CHECK(topology.primary == 0u);
+    CHECK(topology.nodes[1].retired);
+    CHECK_FALSE(topology.nodes[1].up);
+    CHECK_FALSE(topology.nodes[1].routable_standby());
+    CHECK_FALSE(topology.nodes[3].retired);
+    CHECK(topology.nodes[3].routable_standby());   // one answer brings a node up
+}
+
+TEST_CASE("a retired primary is no longer elected, and a node brought back starts down") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    state.set_nodes(three_nodes(), {false, true, true});
+    Topology topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK(topology.nodes[0].retired);
+    CHECK_FALSE(topology.primary);   // even though its slot still answers as a primary
+    state.set_nodes(three_nodes(), {true, true, true});
+    CHECK_FALSE(state.current().nodes[0].retired);
+    CHECK_FALSE(state.current().nodes[0].up);
+    topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    CHECK(topology.primary == 0u);
+}

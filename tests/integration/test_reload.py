@@ -151,6 +151,58 @@ class Reload(unittest.TestCase):
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn('RELOAD refused: "workers" changed', refused.stderr)
 
+    def test_the_node_list_reloads_and_sessions_stay(self):
+        def names():
+            return [n["name"] for n in self.p.status()["nodes"]]
+
+        def read_nodes(conn, count=8):
+            return {self.value(conn, "SELECT current_setting('cluster_name')") for _ in range(count)}
+
+        def set_nodes(*nodes):
+            self.p.config["nodes"] = [{"name": name, "host": "127.0.0.1", "port": self.cluster.port(server)}
+                                      for name, server in nodes]
+            self.write_config()
+            self.reload()
+
+        auto = self.connect("postgres", SUPERUSER_PASSWORD)
+        ro_sessions = []
+        for _ in range(2):   # round-robin: one of them is on n2
+            conn = psycopg2.connect(self.p.dsn(self.p.ro_port), connect_timeout=10)
+            conn.autocommit = True
+            self.addCleanup(conn.close)
+            ro_sessions.append(conn)
+        self.assertEqual({self.value(c, "SELECT current_setting('cluster_name')") for c in ro_sessions}, {"n1", "n2"})
+
+        # n2 leaves; the same server joins as "n2b", a node of its own (a new slot).
+        set_nodes(("n0", "n0"), ("n1", "n1"), ("n2b", "n2"))
+        self.p.wait_until(lambda s: [n["name"] for n in s["nodes"]] == ["n0", "n1", "n2b"] and
+                          all(n["up"] for n in s["nodes"]), 15, "n0, n1 and n2b up, n2 gone")
+        self.assertNotIn('node="n2"', self.p.http("/metrics")[1])
+        def n2b_serves_reads():
+            read_nodes(auto)
+            return self.p.node("n2b")["units_routed_total"] > 0
+
+        pgwire.poll(n2b_serves_reads, 15, "reads reaching n2b")
+        for conn in ro_sessions:
+            self.assertIn(self.value(conn, "SELECT current_setting('cluster_name')"), {"n1", "n2"})
+
+        # n2b leaves too: every read goes to n1, and the ro session that was on n2 moves there.
+        set_nodes(("n0", "n0"), ("n1", "n1"))
+        self.p.wait_until(lambda s: [n["name"] for n in s["nodes"]] == ["n0", "n1"], 15, "n0 and n1 only")
+        self.assertEqual(read_nodes(auto), {"n1"})
+        for conn in ro_sessions:
+            self.assertEqual(self.value(conn, "SELECT current_setting('cluster_name')"), "n1")
+
+        # n2 comes back (its old slot, starting over): reads reach it again.
+        set_nodes(("n0", "n0"), ("n1", "n1"), ("n2", "n2"))
+        self.p.wait_until(lambda s: pgwire.all_routable(s), 15, "n0 primary and n1, n2 routable standbys")
+        pgwire.poll(lambda: "n2" in read_nodes(auto), 15, "reads reaching n2 again")
+        self.assertEqual(auto.closed, 0)   # the same client connection all along
+        log = self.p.log_text()
+        self.assertIn("node_removed node=n2 ", log)
+        self.assertIn("node_added node=n2b ", log)
+        self.assertIn("node_added node=n2 ", log)
+
 
 if __name__ == "__main__":
     unittest.main()
