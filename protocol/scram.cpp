@@ -267,8 +267,21 @@ std::string random_salt() { return random_bytes(16); }
 
 // ---- ServerExchange ----
 
-ServerExchange::ServerExchange(Verifier verifier, std::string server_nonce)
-    : verifier_(std::move(verifier)), server_nonce_(std::move(server_nonce)) {}
+ServerExchange::ServerExchange(Verifier verifier, std::string server_nonce, std::string channel_binding_data)
+    : verifier_(std::move(verifier)),
+      server_nonce_(std::move(server_nonce)),
+      channel_binding_data_(std::move(channel_binding_data)) {}
+
+std::optional<std::string> ServerExchange::choose_mechanism(std::string_view mechanism) {
+    if (mechanism == scram::mechanism) return std::nullopt;
+    if (mechanism == channel_binding_mechanism && !channel_binding_data_.empty()) {
+        plus_ = true;
+        return std::nullopt;
+    }
+    std::string error;
+    (void)fail(error, "unsupported SASL mechanism \"" + std::string(mechanism) + "\"");
+    return error;
+}
 
 void ServerExchange::change_state(State next) {
     bool legal = next == State::failed ||
@@ -289,15 +302,29 @@ std::optional<std::string> ServerExchange::fail(std::string& error, std::string 
 // gs2-header = gs2-cbind-flag "," [ authzid ] ","
 std::optional<std::string> ServerExchange::client_first(std::string_view message, std::string& error) {
     if (state_ != State::expecting_client_first) return fail(error, "unexpected SCRAM client-first-message");
-    if (message.starts_with("p="))
-        return fail(error, "SCRAM channel binding (\"p=\") is not supported: pglane does not offer SCRAM-SHA-256-PLUS");
-    if (!message.starts_with("n,") && !message.starts_with("y,"))
+    std::size_t header_length = 3;
+    if (message.starts_with("p=")) {
+        const std::string expected = "p=" + std::string(tls_server_end_point) + ",";
+        if (!plus_)
+            return fail(error, "malformed SCRAM message (channel binding requested without SCRAM-SHA-256-PLUS)");
+        if (!message.starts_with(expected))
+            return fail(error, "unsupported SCRAM channel-binding type (pglane offers tls-server-end-point)");
+        header_length = expected.size() + 1;
+    } else if (plus_) {
+        return fail(error, "malformed SCRAM message (SCRAM-SHA-256-PLUS without channel binding)");
+    } else if (message.starts_with("y,") && !channel_binding_data_.empty()) {
+        // Offered binding, the client says it was not: something between removed the offer.
+        return fail(error, "SCRAM channel binding negotiation error: the client supports channel binding and "
+                           "thinks pglane does not, but pglane offered it");
+    } else if (!message.starts_with("n,") && !message.starts_with("y,")) {
         return fail(error, "malformed SCRAM message (unexpected channel-binding flag)");
-    if (message.size() < 3) return fail(error, "malformed SCRAM message (incomplete gs2 header)");
-    if (message[2] != ',') return fail(error, "client uses authorization identity, but it is not supported");
-    gs2_header_ = std::string(message.substr(0, 3));
+    }
+    if (message.size() < header_length) return fail(error, "malformed SCRAM message (incomplete gs2 header)");
+    if (message[header_length - 1] != ',')
+        return fail(error, "client uses authorization identity, but it is not supported");
+    gs2_header_ = std::string(message.substr(0, header_length));
 
-    auto bare = message.substr(3);
+    auto bare = message.substr(header_length);
     AttributeReader reader(bare);
     if (reader.next_name() == 'm') return fail(error, "client requires an unsupported SCRAM extension");
     // The user name is ignored, as PostgreSQL does: the startup packet's user counts.
@@ -322,7 +349,8 @@ std::optional<std::string> ServerExchange::client_final(std::string_view message
     if (!channel_binding) return fail(error, missing('c'));
     auto binding = base64_decode(*channel_binding);
     if (!binding) return fail(error, "malformed SCRAM message (invalid channel binding data)");
-    if (*binding != gs2_header_) return fail(error, "SCRAM channel binding check failed");
+    const std::string expected_binding = plus_ ? gs2_header_ + channel_binding_data_ : gs2_header_;
+    if (*binding != expected_binding) return fail(error, "SCRAM channel binding check failed");
     auto nonce = reader.take('r');
     if (!nonce) return fail(error, missing('r'));
     if (*nonce != nonce_) return fail(error, "SCRAM nonce mismatch (the client-final nonce is not the one agreed)");

@@ -75,13 +75,25 @@ struct Verifier {
 /// Strict: only the standard alphabet, length a multiple of 4, '=' only as final padding.
 [[nodiscard]] std::optional<std::string> base64_decode(std::string_view text);
 
-/// pglane authenticating a client: one exchange per login attempt. Mechanism SCRAM-SHA-256
-/// only, no channel binding: the gs2 header must be "n,," or "y,," ("y" is legitimate
-/// because pglane does not advertise SCRAM-SHA-256-PLUS; if it ever does, "y" must be
-/// refused as a downgrade). Owned by one client session; not thread-safe.
+/// The channel binding type pglane offers with SCRAM-SHA-256-PLUS over TLS (RFC 5929), as
+/// PostgreSQL does: a hash of the server's own certificate.
+inline constexpr std::string_view tls_server_end_point = "tls-server-end-point";
+
+/// pglane authenticating a client: one exchange per login attempt. Without channel binding
+/// data (plaintext), SCRAM-SHA-256 alone: the gs2 header must be "n,," or "y,," ("y": the
+/// client could bind but was not offered it). With it (TLS: the tls-server-end-point hash of
+/// pglane's certificate), SCRAM-SHA-256-PLUS is offered too: "p=tls-server-end-point,," binds
+/// the exchange to this TLS connection, and "y,," is refused as a downgrade, since the
+/// client was offered binding and says it was not. Owned by one client session; not
+/// thread-safe.
 class ServerExchange {
 public:
-    explicit ServerExchange(Verifier verifier, std::string server_nonce = random_nonce());
+    explicit ServerExchange(Verifier verifier, std::string server_nonce = random_nonce(),
+                            std::string channel_binding_data = {});
+
+    /// The mechanism the client chose in its SASLInitialResponse; nullopt when acceptable,
+    /// else why not (PLUS without binding data). Call before client_first().
+    [[nodiscard]] std::optional<std::string> choose_mechanism(std::string_view mechanism);
 
     /// client-first-message -> server-first-message; nullopt + `error` on malformed input.
     [[nodiscard]] std::optional<std::string> client_first(std::string_view message, std::string& error);
@@ -113,7 +125,9 @@ private:
     std::string server_nonce_;
     State state_ = State::expecting_client_first;
     Failure failure_ = Failure::none;
-    std::string gs2_header_;               // "n,," or "y,,", echoed back in c=
+    std::string channel_binding_data_;     // empty: binding not offered
+    bool plus_ = false;                    // the client chose SCRAM-SHA-256-PLUS
+    std::string gs2_header_;               // "n,,", "y,," or "p=tls-server-end-point,,", echoed back in c=
     std::string client_first_bare_;
     std::string server_first_;
     std::string nonce_;                    // client nonce + server nonce

@@ -119,22 +119,30 @@ asio::awaitable<ClientAuthResult> run_md5(Stream& client, ByteBuffer& in, std::s
 
 asio::awaitable<ClientAuthResult> run_scram(Stream& client, ByteBuffer& in, std::string_view user,
                                             const StoredSecret& stored) {
+    // Over TLS, SCRAM-SHA-256-PLUS binds the exchange to this connection (a client with
+    // channel_binding=require insists on it), as PostgreSQL offers it.
+    const std::string binding = client.channel_binding_data();
     ClientAuthResult result;
     std::optional<protocol::scram::Verifier> verifier;
     if (stored.found) verifier = protocol::scram::verifier_for_secret(stored.secret);
     // Unknown users (and md5-only secrets) run a mock exchange that fails at the proof, so
     // the answer does not reveal which user names exist.
     bool can_succeed = verifier.has_value();
-    protocol::scram::ServerExchange exchange(verifier ? *verifier : protocol::scram::mock_verifier(user, mock_seed()));
+    protocol::scram::ServerExchange exchange(verifier ? *verifier : protocol::scram::mock_verifier(user, mock_seed()),
+                                             protocol::scram::random_nonce(), binding);
     std::string out;
-    std::string mechanisms = std::string(protocol::scram::mechanism) + std::string(1, '\0') + std::string(1, '\0');
+    std::string mechanisms;
+    if (!binding.empty()) mechanisms.append(protocol::scram::channel_binding_mechanism).push_back('\0');
+    mechanisms.append(protocol::scram::mechanism).push_back('\0');
+    mechanisms.push_back('\0');
     protocol::append_authentication(out, auth_sasl, mechanisms);
     if (!co_await send(client, out)) co_return ClientAuthResult{Disconnect::quiet("client_left_during_auth"), {}};
     auto initial = co_await read_password_message(client, in);
     if (!initial) co_return ClientAuthResult{protocol_error("expected SASLInitialResponse"), {}};
     auto sasl_initial = protocol::read_sasl_initial_response(protocol::as_bytes(*initial));
-    if (!sasl_initial || sasl_initial->mechanism != protocol::scram::mechanism)
-        co_return ClientAuthResult{protocol_error("malformed SASLInitialResponse or unsupported mechanism"), {}};
+    if (!sasl_initial) co_return ClientAuthResult{protocol_error("malformed SASLInitialResponse"), {}};
+    if (auto refused = exchange.choose_mechanism(sasl_initial->mechanism))
+        co_return ClientAuthResult{protocol_error("SCRAM: " + *refused), {}};
     std::string error;
     auto server_first = exchange.client_first(sasl_initial->data, error);
     if (!server_first) co_return ClientAuthResult{protocol_error("SCRAM: " + error), {}};

@@ -74,7 +74,9 @@ TLS
     handshake on every port (tls.mode allow); tls.mode require also refuses plaintext
     sessions with FATAL 28000. Servers: nodes[].sslmode (default tls.server_sslmode, itself
     default prefer) is libpq's sslmode for pglane's connections and health probes; verify-ca
-    and verify-full check the servers against tls.server_ca_file. On rw and ro without an
+    and verify-full check the servers against tls.server_ca_file. Where pglane authenticates
+    clients, SCRAM-SHA-256-PLUS is offered over TLS (channel_binding=require works). On rw
+    and ro without an
     "auth" section the server authenticates the client through pglane, and SCRAM's channel
     binding cannot cross a proxy: pglane offers clients SCRAM-SHA-256 without -PLUS, and a
     server reached over TLS refuses TLS clients that would bind (libpq's

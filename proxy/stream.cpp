@@ -3,6 +3,8 @@
 #include "proxy/tls.hpp"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -40,6 +42,22 @@ void Stream::free_tls() {
 }
 
 std::string_view Stream::tls_version() const { return ssl_ ? SSL_get_version(ssl_) : std::string_view(); }
+
+std::string Stream::channel_binding_data() const {
+    if (ssl_ == nullptr) return {};
+    X509* certificate = SSL_get_certificate(ssl_);
+    if (certificate == nullptr) return {};
+    int digest = NID_undef;
+    int key_type = NID_undef;
+    if (OBJ_find_sigid_algs(X509_get_signature_nid(certificate), &digest, &key_type) != 1) return {};
+    if (digest == NID_md5 || digest == NID_sha1) digest = NID_sha256;
+    const EVP_MD* md = EVP_get_digestbynid(digest);
+    if (md == nullptr) return {};
+    unsigned char hash[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (X509_digest(certificate, md, hash, &length) != 1) return {};
+    return std::string(reinterpret_cast<const char*>(hash), length);
+}
 
 std::string Stream::attach_tls(SSL_CTX* context) {
     ERR_clear_error();

@@ -44,6 +44,10 @@ public:
     [[nodiscard]] bool encrypted() const { return ssl_ != nullptr; }
     /// "TLSv1.3" and the like, empty for plaintext.
     [[nodiscard]] std::string_view tls_version() const;
+    /// SCRAM's tls-server-end-point channel binding data on the accepting side: the hash of
+    /// pglane's own certificate (RFC 5929: its signature's digest, SHA-256 for MD5 and
+    /// SHA-1). Empty for plaintext or a certificate without one (no binding offered then).
+    [[nodiscard]] std::string channel_binding_data() const;
 
     /// The server side of a TLS handshake (a client asked with SSLRequest and got 'S').
     /// An empty string on success, else OpenSSL's reason.

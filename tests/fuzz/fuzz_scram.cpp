@@ -5,7 +5,8 @@
 //
 // Input: mode byte, then the text. Modes 0-1: two SASL messages separated by the first NUL
 // (client-first / client-final, or server-first / server-final); mode 2: a stored verifier;
-// mode 3: base64 text; mode 4: a 2-byte length, a SASLInitialResponse body of that length, a client-final.
+// mode 3: base64 text; mode 4: a 2-byte length, a SASLInitialResponse body of that length, a
+// client-final (the exchange offering SCRAM-SHA-256-PLUS too, as over TLS).
 
 #include "protocol/md5_auth.hpp"
 #include "protocol/messages.hpp"
@@ -36,9 +37,14 @@ std::pair<std::string_view, std::string_view> split_at_nul(std::string_view text
     return {text.substr(0, nul), text.substr(nul + 1)};
 }
 
-void server_side(std::string_view first, std::string_view final_message) {
-    scram::ServerExchange exchange(known_verifier(), std::string(server_nonce));
+void server_side(std::string_view first, std::string_view final_message,
+                 std::string_view mechanism = scram::mechanism, std::string_view binding = {}) {
+    scram::ServerExchange exchange(known_verifier(), std::string(server_nonce), std::string(binding));
     std::string error;
+    if (auto refused = exchange.choose_mechanism(mechanism)) {
+        FUZZ_CHECK(!refused->empty() && !exchange.client_first(first, error) && !exchange.authenticated());
+        return;
+    }
     auto server_first = exchange.client_first(first, error);
     FUZZ_CHECK(server_first.has_value() == error.empty());
     if (!server_first) {
@@ -99,8 +105,9 @@ void base64_text(std::string_view text) {
 
 void sasl_initial_response(std::string_view body, std::string_view final_message) {
     auto initial = read_sasl_initial_response(as_bytes(body));
-    if (!initial || initial->mechanism != scram::mechanism) return;
-    server_side(initial->data, final_message);
+    if (!initial) return;
+    // As over TLS: both mechanisms offered, PLUS bound to a certificate hash.
+    server_side(initial->data, final_message, initial->mechanism, "a certificate's hash");
 }
 
 }  // namespace

@@ -215,6 +215,15 @@ class AuthenticatedPortsOverTls(TlsModule):
         self.assertEqual(sum(v for k, v in metrics.items()
                              if k.startswith("pglane_client_tls_handshake_errors_total")), 3)
 
+    def test_channel_binding_require_works_through_every_port(self):
+        # pglane authenticates these clients itself, and over TLS offers SCRAM-SHA-256-PLUS
+        # bound to its own certificate: a client that insists on binding is served.
+        p = self.pooled()
+        for port in (p.rw_port, p.ro_port, p.auto_port):
+            with self.subTest(port=port):
+                result = psql_tls(port, "verify-full", self.certs.ca, "SELECT 1", channel_binding="require")
+                self.assertEqual((result.returncode, result.stdout.strip()), (0, "1"), result.stderr)
+
     def test_pooled_server_connections_and_probes_are_verified_tls(self):
         p = self.pooled()
         for port in (p.rw_port, p.ro_port, p.auto_port):

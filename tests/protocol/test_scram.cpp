@@ -248,12 +248,11 @@ TEST_CASE("malformed client-first messages are errors") {
     }
 }
 
-TEST_CASE("channel binding p= is refused with a clear error") {
-    ServerExchange server(rfc_verifier());
+TEST_CASE("channel binding p= without SCRAM-SHA-256-PLUS is refused with a clear error") {
+    ServerExchange server(rfc_verifier());   // plaintext: no binding data, PLUS not offered
     std::string error;
     REQUIRE_FALSE(server.client_first("p=tls-server-end-point,,n=,r=abc", error));
-    REQUIRE(error.find("channel binding") != std::string::npos);
-    REQUIRE(error.find("not supported") != std::string::npos);
+    REQUIRE(error == "malformed SCRAM message (channel binding requested without SCRAM-SHA-256-PLUS)");
 }
 
 TEST_CASE("a client that supports channel binding but did not ask for it (y) is accepted") {
@@ -448,4 +447,58 @@ TEST_CASE("a relayed SASL offer loses SCRAM-SHA-256-PLUS and keeps the rest in o
     // Unterminated lists are malformed, not guessed at.
     CHECK_FALSE(mechanisms_without_channel_binding(bytes("SCRAM-SHA-256\0"s)));
     CHECK_FALSE(mechanisms_without_channel_binding(bytes("SCRAM-SHA-256"s)));
+}
+
+namespace {
+
+const std::string cb_header = "p=tls-server-end-point,,";
+const std::string cb_data = std::string("\x01\x02 a certificate hash \xfe\xff", 24);
+
+/// A SCRAM-SHA-256-PLUS exchange over a connection whose binding data is `cb_data`, the
+/// client binding to `client_sees`; the server's error, empty when it accepted.
+std::string bound_exchange(const std::string& client_sees) {
+    ServerExchange server(rfc_verifier(), rfc_server_nonce, cb_data);
+    REQUIRE_FALSE(server.choose_mechanism("SCRAM-SHA-256-PLUS"));
+    std::string error;
+    const std::string bare = "n=user,r=" + rfc_client_nonce;
+    auto server_first = server.client_first(cb_header + bare, error);
+    REQUIRE(server_first);
+    const std::string without_proof = "c=" + base64_encode(cb_header + client_sees) + ",r=" + rfc_client_nonce +
+                                       rfc_server_nonce;
+    auto server_final = server.client_final(
+        without_proof + ",p=" + proof_for("pencil", bare, *server_first, without_proof), error);
+    CHECK(server_final.has_value() == server.authenticated());
+    return server_final ? std::string() : error;
+}
+
+}  // namespace
+
+TEST_CASE("SCRAM-SHA-256-PLUS binds the exchange to the TLS connection pglane's certificate hash names") {
+    CHECK(bound_exchange(cb_data).empty());
+    CHECK(bound_exchange("another certificate's hash") == "SCRAM channel binding check failed");
+}
+
+TEST_CASE("with binding offered, a client saying it was not (y) is refused as a downgrade") {
+    ServerExchange server(rfc_verifier(), rfc_server_nonce, cb_data);
+    REQUIRE_FALSE(server.choose_mechanism("SCRAM-SHA-256"));
+    std::string error;
+    CHECK_FALSE(server.client_first("y,,n=user,r=" + rfc_client_nonce, error));
+    CHECK(error.find("channel binding negotiation error") != std::string::npos);
+    ServerExchange plain_client(rfc_verifier(), rfc_server_nonce, cb_data);
+    REQUIRE_FALSE(plain_client.choose_mechanism("SCRAM-SHA-256"));
+    CHECK(plain_client.client_first("n,,n=user,r=" + rfc_client_nonce, error));   // a client that cannot bind
+}
+
+TEST_CASE("PLUS needs binding data and a p= header, and p= needs PLUS") {
+    ServerExchange plaintext(rfc_verifier(), rfc_server_nonce);
+    CHECK(plaintext.choose_mechanism("SCRAM-SHA-256-PLUS") == "unsupported SASL mechanism \"SCRAM-SHA-256-PLUS\"");
+    ServerExchange no_header(rfc_verifier(), rfc_server_nonce, cb_data);
+    REQUIRE_FALSE(no_header.choose_mechanism("SCRAM-SHA-256-PLUS"));
+    std::string error;
+    CHECK_FALSE(no_header.client_first("n,,n=user,r=" + rfc_client_nonce, error));
+    CHECK(error == "malformed SCRAM message (SCRAM-SHA-256-PLUS without channel binding)");
+    ServerExchange other_type(rfc_verifier(), rfc_server_nonce, cb_data);
+    REQUIRE_FALSE(other_type.choose_mechanism("SCRAM-SHA-256-PLUS"));
+    CHECK_FALSE(other_type.client_first("p=tls-unique,,n=user,r=" + rfc_client_nonce, error));
+    CHECK(error.find("unsupported SCRAM channel-binding type") != std::string::npos);
 }
