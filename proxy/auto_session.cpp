@@ -91,6 +91,7 @@ void AutoSession::drain(Disconnect why) {
 }
 
 void AutoSession::on_topology(const health::Topology& topology) {
+    close_removed_nodes(topology);
     if (!primary_node_ || !servers_[*primary_node_]) return;
     if (topology.primary == primary_node_ && topology.primary_term == primary_term_) return;
     routing::PinReason pin = router_.pin();
@@ -110,6 +111,18 @@ void AutoSession::on_topology(const health::Topology& topology) {
                        "session held state that cannot move ({}); reconnect",
                        node_address(*primary_node_).name, now, routing::to_string(pin)),
            "primary_changed"});
+}
+
+void AutoSession::close_removed_nodes(const health::Topology& topology) {
+    // Session mode, between units and outside a transaction: the coroutine waits on its
+    // client, not on any server, so connections to nodes a reload removed can go now. (Pooled
+    // sessions hold none between units; the primary's own change is handled below.)
+    if (services_.pools || in_unit_ || status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) return;
+    for (std::size_t node = 0; node < servers_.size() && node < topology.nodes.size(); ++node) {
+        if (!servers_[node] || !topology.nodes[node].retired || node == primary_node_) continue;
+        servers_[node]->terminate();
+        drop_server(node);
+    }
 }
 
 std::optional<std::size_t> AutoSession::elected_primary() const {

@@ -148,6 +148,7 @@ private:
     [[nodiscard]] bool keeps_connections() const;
     [[nodiscard]] bool may_replan(const Unit& unit) const;
     asio::awaitable<void> release_servers();
+    void close_removed_nodes(const health::Topology& topology);
     [[nodiscard]] health::NodeAddress node_address(std::size_t node) const;
     asio::awaitable<void> give_back(std::size_t node);
     /// Gives a connection borrowed for a question of pglane's own (a replay LSN) back to its

@@ -189,6 +189,10 @@ class Reload(unittest.TestCase):
         # n2b leaves too: every read goes to n1, and the ro session that was on n2 moves there.
         set_nodes(("n0", "n0"), ("n1", "n1"))
         self.p.wait_until(lambda s: [n["name"] for n in s["nodes"]] == ["n0", "n1"], 15, "n0 and n1 only")
+        # The open sessions' idle connections to the removed node are closed, probes included.
+        pgwire.poll(lambda: self.cluster.value("n2", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                                     "'client backend' AND pid <> pg_backend_pid()") == "0",
+                    15, "no pglane connection left on n2's server")
         self.assertEqual(read_nodes(auto), {"n1"})
         for conn in ro_sessions:
             self.assertEqual(self.value(conn, "SELECT current_setting('cluster_name')"), "n1")
