@@ -189,6 +189,7 @@ class AutoSessionState(unittest.TestCase):
         import psycopg
         with psycopg.connect(PGLANE.auto_dsn(), autocommit=True, connect_timeout=5) as conn:
             conn.execute("DELETE FROM as_pipe")
+            ac.settle(CLUSTER)   # the standbys have replayed it: reads may leave the primary
             seen = set()
             for i in range(12):  # prepare=True: a named server-side statement from the first call
                 node, n = conn.execute("SELECT current_setting('cluster_name'), %s::int * 3", (i,),
