@@ -319,7 +319,7 @@ Config parse_config(const std::string& json_text) {
     if (!root.is_object()) throw ConfigError("config must be a JSON object");
     reject_unknown_keys(root, "", {"listen", "metrics_listen", "nodes", "health", "ro_fallback_to_primary",
                                    "workers", "log_level", "limits", "auth", "routing", "failover", "pool",
-                                   "shutdown_timeout_ms", "admin", "tls"});
+                                   "shutdown_timeout_ms", "admin", "tls", "busy_poll_us"});
     Config config;
     parse_listen(root, config);
     parse_tls(root, config);
@@ -334,6 +334,7 @@ Config parse_config(const std::string& json_text) {
     parse_admin(root, config);
     read(root, "ro_fallback_to_primary", "ro_fallback_to_primary", config.ro_fallback_to_primary);
     read_int(root, "workers", "workers", config.workers, 0, 256);
+    read_int(root, "busy_poll_us", "busy_poll_us", config.busy_poll_us, 0, 10'000);
     read_int(root, "shutdown_timeout_ms", "shutdown_timeout_ms", config.shutdown_timeout_ms, 0, 3'600'000);
     read(root, "log_level", "log_level", config.log_level);
     log::Level level;

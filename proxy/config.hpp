@@ -83,6 +83,7 @@ struct Config {
     health::Settings health;
     bool ro_fallback_to_primary = true;
     int workers = 0;  // 0: one per core
+    int busy_poll_us = 0;  // a worker polls this long before it sleeps (0: it sleeps at once)
     int shutdown_timeout_ms = 30'000;  // SIGTERM: how long transactions may take to finish
     std::string log_level = "info";
     Limits limits;

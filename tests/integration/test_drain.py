@@ -95,6 +95,18 @@ class Drain(unittest.TestCase):
         finally:
             p.stop()
 
+    def test_busy_polling_workers_serve_and_drain_alike(self):
+        # busy_poll_us changes how a worker waits (poll, then sleep), not what it does: the
+        # same drain, and the workers' threads end when their work does.
+        p = AutoPglane(self.cluster, users={pgwire.TRUST_ROLE: ""}, log_level="info", overrides={
+            "auth": {"method": "trust"}, "shutdown_timeout_ms": TIMEOUT_MS, "busy_poll_us": 50,
+            "pool": {"mode": "transaction", "size": 4}}).start()
+        try:
+            p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+            self.drain(p, p.auto_port, "busy-poll")
+        finally:
+            p.stop()
+
 
 if __name__ == "__main__":
     unittest.main()

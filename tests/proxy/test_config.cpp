@@ -116,3 +116,9 @@ TEST_CASE("unreadable certificate files are refused naming the key") {
         CHECK(std::string(e.what()).starts_with("config key \"tls.cert_file\": cannot load \"/nonexistent/pglane.crt\""));
     }
 }
+
+TEST_CASE("busy_poll_us is off by default and bounded") {
+    CHECK(parse_config(valid).busy_poll_us == 0);
+    CHECK(error_of(R"({ "listen": { "rw": "127.0.0.1:6433" }, "nodes": [ { "name": "n0", "host": "h", "port": 5432 } ],
+                       "busy_poll_us": 20000 })") == "config key \"busy_poll_us\": must be between 0 and 10000");
+}
