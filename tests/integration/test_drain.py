@@ -77,35 +77,29 @@ class Drain(unittest.TestCase):
         self.assertEqual(rows, [["first"], ["second"]])
         self.assertIn("mode=drain", p.log_text())
 
-    def test_relayed_port_drains(self):
-        p = Pglane(self.cluster, {"shutdown_timeout_ms": TIMEOUT_MS}).start()
+    def drain_started(self, p, port_of, label):
+        p.start()
         try:
             p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-            self.drain(p, p.rw_port, "rw")
+            self.drain(p, port_of(p), label)
         finally:
             p.stop()
 
-    def test_auto_port_drains(self):
-        p = AutoPglane(self.cluster, users={pgwire.TRUST_ROLE: ""}, log_level="info", overrides={
+    def pooled_auto(self, **overrides):
+        return AutoPglane(self.cluster, users={pgwire.TRUST_ROLE: ""}, log_level="info", overrides={
             "auth": {"method": "trust"}, "shutdown_timeout_ms": TIMEOUT_MS,
-            "pool": {"mode": "transaction", "size": 4}}).start()
-        try:
-            p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-            self.drain(p, p.auto_port, "auto")
-        finally:
-            p.stop()
+            "pool": {"mode": "transaction", "size": 4}, **overrides})
+
+    def test_relayed_port_drains(self):
+        self.drain_started(Pglane(self.cluster, {"shutdown_timeout_ms": TIMEOUT_MS}), lambda p: p.rw_port, "rw")
+
+    def test_auto_port_drains(self):
+        self.drain_started(self.pooled_auto(), lambda p: p.auto_port, "auto")
 
     def test_busy_polling_workers_serve_and_drain_alike(self):
         # busy_poll_us changes how a worker waits (poll, then sleep), not what it does: the
         # same drain, and the workers' threads end when their work does.
-        p = AutoPglane(self.cluster, users={pgwire.TRUST_ROLE: ""}, log_level="info", overrides={
-            "auth": {"method": "trust"}, "shutdown_timeout_ms": TIMEOUT_MS, "busy_poll_us": 50,
-            "pool": {"mode": "transaction", "size": 4}}).start()
-        try:
-            p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-            self.drain(p, p.auto_port, "busy-poll")
-        finally:
-            p.stop()
+        self.drain_started(self.pooled_auto(busy_poll_us=50), lambda p: p.auto_port, "busy-poll")
 
 
 if __name__ == "__main__":
