@@ -149,7 +149,8 @@ asio::awaitable<void> HealthChecker::prepare_new_primary(std::size_t primary,
     }
     std::vector<std::string> names;
     for (std::size_t i = 0; i < topology.nodes.size(); ++i) {
-        if (i != primary) names.push_back(topology.nodes[i].address.name);
+        // Nodes a reload removed are no longer part of the cluster pglane manages.
+        if (i != primary && !topology.nodes[i].retired) names.push_back(topology.nodes[i].address.name);
     }
     if (names.empty()) co_return;
     const std::string quorum = quorum_standby_names(names);

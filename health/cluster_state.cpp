@@ -208,6 +208,8 @@ void ClusterState::update_sync_states(std::span<const Observation> round) {
     const auto& peers = round[*topology_.primary].replication;
     for (std::size_t i = 0; i < topology_.nodes.size(); ++i) {
         NodeStatus& node = topology_.nodes[i];
+        // A removed node's WAL position no longer counts for the failover's quorum check.
+        if (node.retired) continue;
         const ReplicationPeer* best = nullptr;
         for (const ReplicationPeer& peer : peers) {
             // Several senders for one name (a reconnect racing the old one): the furthest counts.

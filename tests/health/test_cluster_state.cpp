@@ -496,3 +496,16 @@ TEST_CASE("a retired primary is no longer elected, and a node brought back start
     topology = apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
     CHECK(topology.primary == 0u);
 }
+
+TEST_CASE("a removed standby's position on the primary no longer counts") {
+    ClusterState state(test_settings(), three_nodes());
+    Observation p = primary(1, 500);
+    p.replication = {{"pg2", "quorum", 400}, {"pg3", "quorum", 500}};
+    apply(state, {p, standby(1, 400, 400), standby(1, 500, 500)});
+    CHECK(state.current().nodes[2].primary_seen_flush_lsn == 500);
+    state.set_nodes(three_nodes(), {true, true, false});
+    const Topology topology = apply(state, {p, standby(1, 400, 400), Observation::failure("removed")});
+    CHECK(topology.nodes[1].primary_seen_flush_lsn == 400);
+    CHECK(topology.nodes[2].primary_seen_flush_lsn == 0);   // not what the primary still reports
+    CHECK(topology.nodes[2].sync_state.empty());
+}
