@@ -124,21 +124,21 @@ ResultSet stats_table(const nlohmann::json& status) {
 
 ResultSet clients_table(const std::vector<ClientInfo>& clients) {
     ResultSet result;
-    result.columns = {"session", "worker", "listener", "user", "database", "client", "state", "servers",
+    result.columns = {"session", "worker", "listener", "user", "database", "client", "tls", "state", "servers",
                       "connected_seconds"};
     for (const ClientInfo& c : clients) {
         result.rows.push_back({std::to_string(c.session), std::to_string(c.worker), c.listener, c.user, c.database,
-                               c.client, c.state, c.servers, std::to_string(c.connected_seconds)});
+                               c.client, c.tls, c.state, c.servers, std::to_string(c.connected_seconds)});
     }
     return result;
 }
 
 ResultSet servers_table(const std::vector<ServerInfo>& servers) {
     ResultSet result;
-    result.columns = {"node", "database", "user", "backend_pid", "worker", "state", "session"};
+    result.columns = {"node", "database", "user", "backend_pid", "worker", "state", "session", "tls"};
     for (const ServerInfo& s : servers) {
         result.rows.push_back({s.node, s.database, s.user, std::to_string(s.backend_pid), std::to_string(s.worker),
-                               s.state, s.session ? std::to_string(s.session) : std::string()});
+                               s.state, s.session ? std::to_string(s.session) : std::string(), s.tls});
     }
     return result;
 }

@@ -48,6 +48,7 @@ struct ClientInfo {
     std::string user;
     std::string database;
     std::string client;       // address:port
+    std::string tls;          // the TLS version ("TLSv1.3"), empty for plaintext
     std::string state;        // idle | active | idle in transaction | paused
     std::string servers;      // nodes it holds connections to, comma-separated
     std::int64_t connected_seconds = 0;
@@ -62,6 +63,7 @@ struct ServerInfo {
     int worker = 0;
     std::string state;        // idle in pool | in use
     std::uint64_t session = 0;  // 0: in the pool
+    std::string tls;          // the TLS version, empty for plaintext
 };
 
 /// Views of the /status document (render_status with "pools" added).

@@ -34,6 +34,7 @@ void AutoSession::describe(int worker, std::vector<admin::ClientInfo>& clients,
     info.user = user_;
     info.database = database_;
     info.client = peer_;
+    info.tls = client_.tls_version();
     if (admin_) info.state = "admin console";
     else if (paused_) info.state = "paused";
     else if (in_unit_) info.state = "active";
@@ -46,7 +47,7 @@ void AutoSession::describe(int worker, std::vector<admin::ClientInfo>& clients,
         if (!info.servers.empty()) info.servers += ",";
         info.servers += server->address().name;
         servers.push_back({server->address().name, database_, user_, server->backend_key().process_id, worker,
-                           "in use", id_});
+                           "in use", id_, std::string(std::as_const(*server).stream().tls_version())});
     }
 }
 

@@ -87,6 +87,7 @@ void ClientSession::describe(int worker, std::vector<admin::ClientInfo>& clients
     info.worker = worker;
     info.listener = std::string(to_string(kind_));
     info.client = peer_;
+    info.tls = client_.tls_version();
     info.state = transaction_ == protocol::TransactionStatus::idle ? "idle" : "idle in transaction";
     info.servers = server_connected_ ? node_address_.name : std::string();
 }

@@ -83,6 +83,7 @@ public:
     [[nodiscard]] const health::NodeAddress& address() const { return address_; }
     [[nodiscard]] ByteBuffer& in() { return in_; }
     [[nodiscard]] Stream& stream() { return stream_; }
+    [[nodiscard]] const Stream& stream() const { return stream_; }
     [[nodiscard]] bool broken() const { return broken_; }
     void mark_broken();
     void close();

@@ -313,7 +313,7 @@ void ServerPools::describe(int worker, std::vector<admin::ServerInfo>& servers) 
     for (const auto& [key, pool] : pools_) {
         for (const auto& server : pool->idle_) {
             servers.push_back({server->address().name, pool->database_, pool->user_, server->backend_key().process_id,
-                               worker, "idle in pool", 0});
+                               worker, "idle in pool", 0, std::string(std::as_const(*server).stream().tls_version())});
         }
     }
 }

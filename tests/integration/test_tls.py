@@ -201,6 +201,7 @@ class AuthenticatedPortsOverTls(TlsModule):
     def pooled(self, **client):
         overrides = self.tls_config(**client)
         overrides["pool"] = {"mode": "transaction", "size": 4}
+        overrides["admin"] = {"users": ["postgres"]}
         return self.started(AutoPglane(self.cluster, overrides, log_level="info"))
 
     def test_psql_verify_full_works_through_every_port(self):
@@ -236,6 +237,34 @@ class AuthenticatedPortsOverTls(TlsModule):
                 conn.execute("INSERT INTO tls_t VALUES (%s)", (i,))
             self.assertEqual(conn.execute("SELECT count(*), sum(v) FROM tls_t").fetchone(), (200, 19900))
         self.assert_probes_encrypted()
+
+    def test_the_admin_console_shows_which_connections_use_tls(self):
+        p = self.pooled()
+        encrypted = psycopg.connect(p.auto_dsn(sslmode="require"), connect_timeout=10)
+        plain = psycopg.connect(p.auto_dsn(sslmode="disable"), connect_timeout=10)
+        self.addCleanup(encrypted.close)
+        self.addCleanup(plain.close)
+        with encrypted.transaction():   # holds a pooled server connection while the console looks
+            encrypted.execute("SELECT 1")
+
+            env = pgwire.pg_env(SUPERUSER_PASSWORD)
+            env.update(PGSSLMODE="require")
+            console = subprocess.run([pgwire.PSQL, "-X", "-w", "-A", "-F", "|", "-h", "127.0.0.1", "-p",
+                                      str(p.auto_port), "-U", "postgres", "-d", "pglane", "-c", "SHOW CLIENTS",
+                                      "-c", "SHOW SERVERS"], env=env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(console.returncode, 0, console.stderr)
+            tables, current = [], []
+            for line in console.stdout.splitlines():
+                if line.startswith("("):   # "(N rows)" ends a table
+                    tables.append([dict(zip(current[0].split("|"), r.split("|"))) for r in current[1:]])
+                    current = []
+                else:
+                    current.append(line)
+            clients, servers = tables
+        self.assertEqual(sorted(c["tls"] for c in clients), ["", "TLSv1.3", "TLSv1.3"])   # plain, encrypted, psql
+        in_use = [s for s in servers if s["state"] == "in use"]
+        self.assertTrue(in_use, servers)
+        self.assertEqual({s["tls"] for s in servers}, {"TLSv1.3"})   # verify-full to every node
 
     def test_require_mode_refuses_plaintext_with_28000_and_serves_tls(self):
         p = self.pooled(mode="require")

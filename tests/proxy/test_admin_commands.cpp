@@ -77,12 +77,12 @@ TEST_CASE("admin tables are views of the /status document") {
 }
 
 TEST_CASE("admin clients and servers tables") {
-    ResultSet clients = clients_table({ClientInfo{12, 1, "auto", "app", "appdb", "10.1.1.1:5000", "idle in transaction",
-                                                  "n0", 42}});
-    CHECK(clients.rows.at(0) == std::vector<std::string>{"12", "1", "auto", "app", "appdb", "10.1.1.1:5000",
+    ResultSet clients = clients_table({ClientInfo{12, 1, "auto", "app", "appdb", "10.1.1.1:5000", "TLSv1.3",
+                                                  "idle in transaction", "n0", 42}});
+    CHECK(clients.rows.at(0) == std::vector<std::string>{"12", "1", "auto", "app", "appdb", "10.1.1.1:5000", "TLSv1.3",
                                                          "idle in transaction", "n0", "42"});
-    ResultSet servers = servers_table({ServerInfo{"n1", "appdb", "app", 4242, 0, "idle in pool", 0},
-                                       ServerInfo{"n0", "appdb", "app", 77, 1, "in use", 12}});
-    CHECK(servers.rows.at(0) == std::vector<std::string>{"n1", "appdb", "app", "4242", "0", "idle in pool", ""});
-    CHECK(servers.rows.at(1) == std::vector<std::string>{"n0", "appdb", "app", "77", "1", "in use", "12"});
+    ResultSet servers = servers_table({ServerInfo{"n1", "appdb", "app", 4242, 0, "idle in pool", 0, ""},
+                                       ServerInfo{"n0", "appdb", "app", 77, 1, "in use", 12, "TLSv1.3"}});
+    CHECK(servers.rows.at(0) == std::vector<std::string>{"n1", "appdb", "app", "4242", "0", "idle in pool", "", ""});
+    CHECK(servers.rows.at(1) == std::vector<std::string>{"n0", "appdb", "app", "77", "1", "in use", "12", "TLSv1.3"});
 }
