@@ -110,7 +110,12 @@ struct AuthenticationRequest {
     Bytes data;              // what follows the code (salt, mechanism list, SASL data)
 };
 
+// Authentication request codes (https://www.postgresql.org/docs/15/protocol-message-formats.html).
 inline constexpr std::int32_t auth_ok = 0;
+inline constexpr std::int32_t auth_cleartext = 3;
+inline constexpr std::int32_t auth_md5 = 5;
+inline constexpr std::int32_t auth_sasl = 10;
+inline constexpr std::int32_t auth_sasl_continue = 11;
 inline constexpr std::int32_t auth_sasl_final = 12;
 
 /// ErrorResponse / NoticeResponse fields by their one-letter codes.

@@ -114,6 +114,10 @@ void AutoSession::on_topology(const health::Topology& topology) {
 }
 
 void AutoSession::close_removed_nodes(const health::Topology& topology) {
+    // An ro session moves off its standby at its next unit (choose_server): the unit path then
+    // reads a flag, not the topology.
+    if (pinned_standby_ && *pinned_standby_ < topology.nodes.size() && topology.nodes[*pinned_standby_].retired)
+        pinned_standby_removed_ = true;
     // Session mode, between units and outside a transaction: the coroutine waits on its
     // client, not on any server, so connections to nodes a reload removed can go now. (Pooled
     // sessions hold none between units; the primary's own change is handled below.)

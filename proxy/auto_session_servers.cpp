@@ -204,8 +204,9 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
                                          "transaction_server_lost");
     }
     if (pinned_standby_) {
-        // A node a reload removed is left for another standby between units.
-        if (services_.topology()->nodes.at(*pinned_standby_).retired) {
+        // A node a reload removed (on_topology says so) is left for another standby here,
+        // between units.
+        if (std::exchange(pinned_standby_removed_, false)) {
             drop_server(*pinned_standby_);
         } else {
             auto ready = co_await ready_server(*pinned_standby_);

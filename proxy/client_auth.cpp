@@ -17,9 +17,9 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::uint32_t max_auth_message_bytes = 64 * 1024;
-constexpr std::int32_t auth_md5 = 5;
-constexpr std::int32_t auth_sasl = 10;
-constexpr std::int32_t auth_sasl_continue = 11;
+using protocol::auth_md5;
+using protocol::auth_sasl;
+using protocol::auth_sasl_continue;
 
 const std::string& mock_seed() {
     static const std::string seed = protocol::scram::random_nonce();

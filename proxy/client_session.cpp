@@ -29,7 +29,6 @@ constexpr std::size_t relay_buffer_bytes = 16 * 1024;
 constexpr std::uint32_t max_auth_message_bytes = 1024 * 1024;
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::int32_t auth_sasl = 10;   // AuthenticationSASL
 
 
 }  // namespace
@@ -238,7 +237,7 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication()
             if (!key) co_return Disconnect{std::string(protocol_violation), "pglane: malformed BackendKeyData", "bad_key"};
             client_key_ = services_.cancels.add(CancelTarget{node_address_.host, node_address_.port, node_address_.name, *key});
             protocol::append_backend_key_data(out, *client_key_);
-        } else if (tag == 'R' && (auth = protocol::read_authentication(frame->body)) && auth->code == auth_sasl) {
+        } else if (tag == 'R' && (auth = protocol::read_authentication(frame->body)) && auth->code == protocol::auth_sasl) {
             // SCRAM passes through pglane, channel binding cannot (the client would bind to
             // pglane's certificate, the server check its own): offer the client the rest.
             auto mechanisms = protocol::scram::mechanisms_without_channel_binding(auth->data);
@@ -247,7 +246,7 @@ asio::awaitable<std::optional<Disconnect>> ClientSession::relay_authentication()
                                      fmt::format("pglane: server {} sent a malformed SASL mechanism list", node_name()),
                                      "server_malformed"};
             }
-            protocol::append_authentication(out, auth_sasl, *mechanisms);
+            protocol::append_authentication(out, protocol::auth_sasl, *mechanisms);
         } else {
             out.append(protocol::as_text(server_in_.unread().first(frame->size)));
             if (tag == 'R') auth = protocol::read_authentication(frame->body);

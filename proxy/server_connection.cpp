@@ -16,11 +16,10 @@ namespace {
 constexpr std::size_t buffer_bytes = 16 * 1024;
 constexpr std::uint32_t max_login_message_bytes = 1024 * 1024;
 
-// Authentication request codes (https://www.postgresql.org/docs/15/protocol-message-formats.html).
-constexpr std::int32_t auth_cleartext = 3;
-constexpr std::int32_t auth_md5 = 5;
-constexpr std::int32_t auth_sasl = 10;
-constexpr std::int32_t auth_sasl_continue = 11;
+using protocol::auth_cleartext;
+using protocol::auth_md5;
+using protocol::auth_sasl;
+using protocol::auth_sasl_continue;
 
 std::string_view parameter(const std::vector<std::pair<std::string, std::string>>& parameters, std::string_view name) {
     for (const auto& [key, value] : parameters)
