@@ -320,7 +320,9 @@ asio::awaitable<Disconnect> AutoSession::serve() {
         if (drain_ && status_ == protocol::TransactionStatus::idle && deferred_begin_.empty()) co_return *drain_;
         if (services_.pools) co_await release_servers();
         client_in_.shrink_to(client_buffer_max_bytes);
-        Unit unit;
+        if (server_out_.capacity() > client_buffer_max_bytes) std::string().swap(server_out_);
+        Unit& unit = unit_;
+        unit.clear(client_buffer_max_bytes);
         if (auto stop = co_await read_unit(unit)) co_return *stop;
         if (unit.terminate && unit.bytes.empty()) {
             client_terminated_ = true;

@@ -75,6 +75,11 @@ struct Unit {
     bool simple = false;       // a simple Query
     bool complete = false;     // ends with Sync, Query or FunctionCall
     bool terminate = false;    // the client sent Terminate
+
+    /// Empty again, keeping what its members allocated up to `keep_bytes` of message bytes:
+    /// a session reuses one Unit, so a unit like the last one allocates nothing, and an idle
+    /// session does not hold the memory of its largest message.
+    void clear(std::size_t keep_bytes);
 };
 
 /// Owned by its coroutine's frame; touched by one worker thread only.
@@ -125,6 +130,10 @@ private:
     void follow_new_primary();
     asio::awaitable<std::optional<Disconnect>> fail_unit(Unit& unit, const Disconnect& why);
     asio::awaitable<std::variant<ServerConnection*, ServerFailure>> ready_server(std::size_t node);
+    /// ready_server() without waiting: the session's own connection to `node` when it is
+    /// usable as it is (no reconnect, no settings to replay), else nullptr. Saves a
+    /// coroutine frame per unit on the usual path.
+    [[nodiscard]] ServerConnection* ready_server_now(std::size_t node);
     asio::awaitable<void> load_function_catalog();
     // running a unit
     asio::awaitable<std::optional<Disconnect>> run_unit(Unit& unit);
@@ -145,6 +154,8 @@ private:
     [[nodiscard]] std::optional<Disconnect> prepare_pooled_startup();
     [[nodiscard]] asio::awaitable<std::optional<ServerFailure>> acquire_server(std::size_t node);
     [[nodiscard]] std::string catch_up_statement(const ServerConnection& server) const;
+    /// Whether catch_up_statement(server) would say anything.
+    [[nodiscard]] bool needs_catch_up(const ServerConnection& server) const;
     [[nodiscard]] bool keeps_connections() const;
     [[nodiscard]] bool may_replan(const Unit& unit) const;
     asio::awaitable<void> release_servers();
@@ -210,6 +221,12 @@ private:
     std::vector<ServerPool*> pools_;                  // by node, when pooling; looked up once
     std::string startup_settings_;                    // set_config() of the client's startup parameters
     std::string scratch_;
+    // Reused from unit to unit so that the hot path allocates nothing (issue 5).
+    Unit unit_;
+    std::string server_out_;                              // what execute() sends the server
+    std::vector<asio::const_buffer> client_pieces_;       // what execute() relays to the client
+    std::vector<const routing::Classification*> routed_;  // the unit's statements, for the router
+    std::vector<std::size_t> candidates_;                 // choose_standby's nodes, best first
     asio::steady_timer fence_timer_;
     std::optional<Disconnect> fence_;
     std::optional<Disconnect> drain_;  // ends the session once it is outside a transaction

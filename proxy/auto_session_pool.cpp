@@ -143,6 +143,10 @@ asio::awaitable<std::optional<ServerFailure>> AutoSession::acquire_server(std::s
     co_return std::nullopt;
 }
 
+bool AutoSession::needs_catch_up(const ServerConnection& server) const {
+    return (services_.pools && server.applied_startup != startup_settings_) || server.settings_applied < settings_.size();
+}
+
 std::string AutoSession::catch_up_statement(const ServerConnection& server) const {
     std::string sql;
     if (services_.pools && server.applied_startup != startup_settings_) {

@@ -23,6 +23,13 @@ health::NodeAddress AutoSession::node_address(std::size_t node) const {
     return services_.topology()->nodes.at(node).address;
 }
 
+ServerConnection* AutoSession::ready_server_now(std::size_t node) {
+    if (node >= servers_.size()) return nullptr;
+    ServerConnection* server = servers_[node].get();
+    if (!server || server->broken() || !server->usable_after_idle() || needs_catch_up(*server)) return nullptr;
+    return server;
+}
+
 asio::awaitable<std::variant<ServerConnection*, ServerFailure>> AutoSession::ready_server(std::size_t node) {
     if (node >= servers_.size()) servers_.resize(node + 1);
     auto& slot = servers_.at(node);
@@ -160,19 +167,25 @@ asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standb
 asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::RouteDecision& decision) {
     auto topology = services_.topology();
     auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
-    for (std::size_t node : routing::read_only_candidates(*topology, turn, false)) {
+    // choose_standby runs once at a time per session: candidates_ is only its own.
+    routing::read_only_candidates(*topology, turn, false, candidates_);
+    for (std::size_t node : candidates_) {
         const health::NodeStatus& status = topology->nodes[node];
         if (max_lag_ms_ >= 0 && status.lag_seconds * 1000.0 > max_lag_ms_) continue;
-        auto ready = co_await ready_server(node);
-        auto* server = std::get_if<ServerConnection*>(&ready);
-        if (!server) continue;
-        if (decision.needs_replay_check && !co_await standby_has_replayed(**server)) {
+        ServerConnection* server = ready_server_now(node);
+        if (!server) {
+            auto ready = co_await ready_server(node);
+            auto* opened = std::get_if<ServerConnection*>(&ready);
+            if (!opened) continue;
+            server = *opened;
+        }
+        if (decision.needs_replay_check && !co_await standby_has_replayed(*server)) {
             // Behind: not used, so not held while the next candidate (or the primary) is
             // waited for. A pooled session never waits holding a connection another waits for.
             co_await give_back_between_units(node);
             continue;
         }
-        co_return *server;
+        co_return server;
     }
     co_return nullptr;
 }
@@ -227,14 +240,12 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         last_reason_ = routing::RouteReason::write;
         co_return co_await primary_server();
     }
-    std::vector<const routing::Classification*> statements;
     bool calls_functions = false;
-    for (const auto& c : unit.statements) {
-        statements.push_back(&c);
-        calls_functions = calls_functions || !c.functions.empty();
-    }
+    for (const auto& c : unit.statements) calls_functions = calls_functions || !c.functions.empty();
     if (calls_functions && !catalog_) co_await load_function_catalog();
-    routing::RouteDecision decision = router_.route(statements, catalog_.get(), false);
+    routed_.clear();
+    for (const auto& c : unit.statements) routed_.push_back(&c);
+    routing::RouteDecision decision = router_.route(routed_, catalog_.get(), false);
     last_reason_ = decision.category;
     if (decision.destination == routing::Destination::standby) {
         if (ServerConnection* standby = co_await choose_standby(decision)) {

@@ -15,6 +15,22 @@
 
 namespace pglane::proxy {
 
+void Unit::clear(std::size_t keep_bytes) {
+    if (bytes.capacity() > keep_bytes) std::string().swap(bytes);
+    else bytes.clear();
+    statements.clear();
+    executed.clear();
+    reply_order.clear();
+    needs_statement.clear();
+    parses.clear();
+    closes.clear();
+    sql_prepares.clear();
+    sql_executes.clear();
+    session_sql.clear();
+    runs_statements = ends_with_flush = describes = per_column_formats = simple = complete = terminate = false;
+}
+
+
 using namespace asio::experimental::awaitable_operators;
 using protocol::sqlstate::connection_failure;
 using protocol::sqlstate::protocol_violation;
@@ -221,7 +237,9 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     // before they came must not make this one's disappear.
     swallow_until_ready_ = 0;
     protocol::TransactionStatus before = status_;
-    if (!co_await prepare_sql_statements(unit, server)) {
+    // Most units have no SQL PREPARE or EXECUTE: they skip the coroutine (and its frame).
+    const bool sql_prepared = unit.sql_prepares.empty() && unit.sql_executes.empty();
+    if (!sql_prepared && !co_await prepare_sql_statements(unit, server)) {
         if (may_retry) co_return Outcome::retry_on_primary;
         co_return server_lost(server);
     }
@@ -235,14 +253,15 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     const bool sync_at_flush = services_.pools && !unit.complete && !unit.terminate && unit.ends_with_flush &&
                                !unit.runs_statements && status_ == protocol::TransactionStatus::idle &&
                                deferred_begin_.empty();
-    std::string out;
+    std::string& out = server_out_;
+    out.clear();
     if (!deferred_begin_.empty()) {
-        out = std::move(deferred_begin_);
+        out.swap(deferred_begin_);
         deferred_begin_.clear();
         swallow_until_ready_ = 1;
         before = protocol::TransactionStatus::idle;
     }
-    out += injections(unit, server);
+    if (!unit.needs_statement.empty() || !unit.parses.empty()) out += injections(unit, server);
     out += unit.bytes;
     if (sync_at_flush) protocol::append_sync(out);
     expect_replies(unit);
@@ -260,7 +279,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     std::string held;   // descriptions kept back while a retry is still possible
     bool copy_in = false;
     std::string farewell;   // a FATAL the server sent: its connection ends, the session does not
-    std::vector<asio::const_buffer> pieces;
+    std::vector<asio::const_buffer>& pieces = client_pieces_;
     for (;;) {
         // 1. Relay what the server has sent, minus the answers to pglane's own messages.
         ByteBuffer& in = server.in();
@@ -366,7 +385,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
         if (!pieces.empty()) {
-            auto [ec, n] = co_await client_.write_buffers(pieces);
+            auto [ec, n] = co_await client_.write_buffers(std::span<const asio::const_buffer>(pieces));
             if (ec) co_return Disconnect::quiet("client_disconnected");
         }
         if (done) {
@@ -454,9 +473,9 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
 // ---- what a finished unit did to the session --------------------------------------------
 
 void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protocol::TransactionStatus before) {
-    std::vector<const routing::Classification*> statements;
-    for (const auto& c : unit.executed) statements.push_back(&c);
-    router_.completed(statements, server.node() == elected_primary());
+    routed_.clear();
+    for (const auto& c : unit.executed) routed_.push_back(&c);
+    router_.completed(routed_, server.node() == elected_primary());
     transaction_node_ = status_ != protocol::TransactionStatus::idle ? std::optional(server.node()) : std::nullopt;
     if (unit_failed_) {
         // After an error the server skipped the rest of the unit up to Sync: a Parse sent

@@ -8,6 +8,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <climits>
+#include <sys/socket.h>
+
 namespace pglane::proxy {
 
 namespace {
@@ -214,6 +217,27 @@ void Stream::write_now(std::string_view bytes) {
     std::size_t n = 0;
     (void)SSL_write_ex(ssl_, bytes.data(), bytes.size(), &n);
     ERR_clear_error();
+}
+
+std::size_t Stream::send_iov(boost::system::error_code& ec) {
+    ec = {};
+    if (iov_.empty()) return 0;
+    if (!socket_.is_open()) {
+        ec = asio::error::bad_descriptor;
+        return 0;
+    }
+    msghdr message{};
+    message.msg_iov = iov_.data();
+    // Past IOV_MAX pieces, the first IOV_MAX go now and the rest through the slow path.
+    message.msg_iovlen = std::min<std::size_t>(iov_.size(), IOV_MAX);
+    for (;;) {
+        const ssize_t n = ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        ec = boost::system::error_code(errno, asio::error::get_system_category());
+        return 0;
+    }
 }
 
 void Stream::set_non_blocking() {

@@ -10,9 +10,12 @@
 
 #include <boost/asio.hpp>
 
+#include <algorithm>
 #include <string>
 #include <string_view>
+#include <sys/uio.h>
 #include <tuple>
+#include <vector>
 
 struct ssl_st;
 using SSL = ssl_st;
@@ -64,14 +67,26 @@ public:
     /// Completes when read_now() has something to return (at once when TLS already holds
     /// decrypted bytes).
     [[nodiscard]] asio::awaitable<WaitResult> readable();
-    /// Writes all of `buffers` (one TLS write for all of them).
+    /// Writes all of `buffers` (one TLS write for all of them). In plaintext, what the
+    /// socket takes at once is sent right here (one sendmsg): most writes end there, without
+    /// an operation's trip through the scheduler and the reactor poll that comes with it.
+    /// Only a rest the socket did not take waits for it to drain. `buffers` is taken by
+    /// value (the coroutine keeps it): pass a span, not a vector.
     template <typename ConstBufferSequence>
-    [[nodiscard]] asio::awaitable<Result> write_buffers(const ConstBufferSequence& buffers) {
-        if (!ssl_) return asio::async_write(socket_, buffers, asio::as_tuple(asio::use_awaitable));
+    [[nodiscard]] asio::awaitable<Result> write_buffers(ConstBufferSequence buffers) {
+        if (!ssl_) {
+            boost::system::error_code ec;
+            const std::size_t sent = send_now(buffers, ec);
+            if (ec || sent == asio::buffer_size(buffers)) co_return Result{ec, sent};
+            if (sent == 0) co_return co_await asio::async_write(socket_, buffers, asio::as_tuple(asio::use_awaitable));
+            rest_after(buffers, sent);
+            auto [rest_ec, rest_n] = co_await asio::async_write(socket_, rest_, asio::as_tuple(asio::use_awaitable));
+            co_return Result{rest_ec, sent + rest_n};
+        }
         tls_out_.clear();
         for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
             tls_out_.append(static_cast<const char*>(asio::const_buffer(*it).data()), asio::const_buffer(*it).size());
-        return tls_write();
+        co_return co_await tls_write();
     }
     [[nodiscard]] asio::awaitable<Result> write(std::string_view bytes) { return write_buffers(asio::buffer(bytes)); }
     /// Writes what the socket takes now, without waiting: a last word (Terminate) before close.
@@ -91,6 +106,30 @@ private:
     [[nodiscard]] asio::awaitable<WaitResult> tls_readable();
     [[nodiscard]] asio::awaitable<Result> tls_write();
     void free_tls();
+    /// One non-blocking sendmsg of as much of `buffers` as the socket takes now (0 and no
+    /// error when it takes nothing).
+    template <typename ConstBufferSequence>
+    std::size_t send_now(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
+        iov_.clear();
+        for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+            const asio::const_buffer piece(*it);
+            if (piece.size() != 0) iov_.push_back({const_cast<void*>(piece.data()), piece.size()});
+        }
+        return send_iov(ec);
+    }
+    std::size_t send_iov(boost::system::error_code& ec);
+    /// rest_ = what of `buffers` follows its first `skip` bytes.
+    template <typename ConstBufferSequence>
+    void rest_after(const ConstBufferSequence& buffers, std::size_t skip) {
+        rest_.clear();
+        for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+            asio::const_buffer piece(*it);
+            const std::size_t dropped = std::min(skip, piece.size());
+            skip -= dropped;
+            piece += dropped;
+            if (piece.size() != 0) rest_.push_back(piece);
+        }
+    }
 
     tcp::socket socket_;
     SSL* ssl_ = nullptr;
@@ -98,6 +137,8 @@ private:
     // writable (OpenSSL has a record of its own to send first).
     bool read_wants_write_ = false;
     std::string tls_out_;
+    std::vector<iovec> iov_;                // send_now's scratch, kept between writes
+    std::vector<asio::const_buffer> rest_;  // what a partial send_now left
 };
 
 }  // namespace pglane::proxy

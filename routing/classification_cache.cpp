@@ -64,10 +64,9 @@ const Classification& ClassificationCache::classify(std::string_view sql) {
         ++hits_;
         return *c;
     }
-    std::optional<std::string> shape;
-    if (sql.size() <= max_statement_bytes_) shape = mask_literals(sql);
-    if (shape) {
-        if (const Classification* c = lookup(*shape)) {
+    const bool shaped = sql.size() <= max_statement_bytes_ && mask_literals(sql, shape_);
+    if (shaped) {
+        if (const Classification* c = lookup(shape_)) {
             ++hits_;
             return *c;
         }
@@ -77,9 +76,9 @@ const Classification& ClassificationCache::classify(std::string_view sql) {
         uncached_ = timed_classify(sql);
         return uncached_;
     }
-    if (shape) {
-        Classification by_shape = timed_classify(*shape);
-        if (shape_decides(by_shape)) return insert(std::move(*shape), std::move(by_shape));
+    if (shaped) {
+        Classification by_shape = timed_classify(shape_);
+        if (shape_decides(by_shape)) return insert(shape_, std::move(by_shape));
     }
     return insert(std::string(sql), timed_classify(sql));
 }

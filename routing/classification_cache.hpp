@@ -54,6 +54,7 @@ private:
     std::list<Entry> entries_;  // most recently used first; nodes never move, so keys stay valid
     std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;
     Classification uncached_;  // the answer for a statement too long to cache
+    std::string shape_;        // mask_literals' output, reused: a hit allocates nothing
     std::size_t bytes_ = 0;
     std::uint64_t hits_ = 0;
     std::uint64_t misses_ = 0;

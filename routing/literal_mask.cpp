@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
+
 namespace pglane::routing {
 
 namespace {
@@ -16,9 +18,12 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 // Lexical states of https://www.postgresql.org/docs/15/sql-syntax-lexical.html that matter here.
 class Masker {
 public:
-    explicit Masker(std::string_view sql) : sql_(sql) { out_.reserve(sql.size() + 8); }
+    Masker(std::string_view sql, std::string& out) : sql_(sql), out_(out) {
+        out_.clear();
+        out_.reserve(sql.size() + 8);
+    }
 
-    std::optional<std::string> run() {
+    bool run() {
         while (i_ < sql_.size()) {
             char c = sql_[i_];
             bool ok = true;
@@ -29,17 +34,16 @@ public:
             else if (c == '$') ok = false;  // parameters and dollar quotes: leave the text alone
             else if (is_digit(c) || (c == '.' && is_digit(next()))) ok = mask_number();
             else copy_word_or_char();
-            if (!ok) return std::nullopt;
+            if (!ok) return false;
         }
-        if (masked_ == 0) return std::nullopt;
-        return std::move(out_);
+        return masked_ != 0;
     }
 
 private:
     [[nodiscard]] char next() const { return i_ + 1 < sql_.size() ? sql_[i_ + 1] : '\0'; }
     [[nodiscard]] bool after_identifier() const { return !out_.empty() && is_identifier_char(out_.back()); }
 
-    void emit_parameter() { out_ += fmt::format("${}", ++masked_); }
+    void emit_parameter() { fmt::format_to(std::back_inserter(out_), "${}", ++masked_); }
 
     bool copy_line_comment() {
         std::size_t end = sql_.find('\n', i_);
@@ -139,12 +143,18 @@ private:
 
     std::string_view sql_;
     std::size_t i_ = 0;
-    std::string out_;
+    std::string& out_;
     int masked_ = 0;
 };
 
 }  // namespace
 
-std::optional<std::string> mask_literals(std::string_view sql) { return Masker(sql).run(); }
+std::optional<std::string> mask_literals(std::string_view sql) {
+    std::string shape;
+    if (!mask_literals(sql, shape)) return std::nullopt;
+    return shape;
+}
+
+bool mask_literals(std::string_view sql, std::string& shape) { return Masker(sql, shape).run(); }
 
 }  // namespace pglane::routing

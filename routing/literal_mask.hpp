@@ -18,4 +18,8 @@ namespace pglane::routing {
 /// classified as it is.
 [[nodiscard]] std::optional<std::string> mask_literals(std::string_view sql);
 
+/// The same into `shape`, which keeps its storage from call to call: false (and `shape`
+/// unspecified) where the other returns nullopt.
+[[nodiscard]] bool mask_literals(std::string_view sql, std::string& shape);
+
 }  // namespace pglane::routing

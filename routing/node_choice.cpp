@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace pglane::routing {
 
 std::optional<std::size_t> choose_primary(const health::Topology& topology) {
@@ -13,19 +15,25 @@ std::optional<std::size_t> choose_primary(const health::Topology& topology) {
 
 std::vector<std::size_t> read_only_candidates(const health::Topology& topology, std::uint64_t turn,
                                               bool fallback_to_primary) {
-    std::vector<std::size_t> standbys;
-    for (std::size_t i = 0; i < topology.nodes.size(); ++i) {
-        if (topology.nodes[i].routable_standby()) standbys.push_back(i);
-    }
     std::vector<std::size_t> order;
-    order.reserve(standbys.size() + 1);
-    for (std::size_t k = 0; k < standbys.size(); ++k) {
-        order.push_back(standbys[(turn + k) % standbys.size()]);
+    read_only_candidates(topology, turn, fallback_to_primary, order);
+    return order;
+}
+
+void read_only_candidates(const health::Topology& topology, std::uint64_t turn, bool fallback_to_primary,
+                          std::vector<std::size_t>& order) {
+    order.clear();
+    for (std::size_t i = 0; i < topology.nodes.size(); ++i) {
+        if (topology.nodes[i].routable_standby()) order.push_back(i);
+    }
+    // Rotate the standbys by the turn, in place.
+    if (!order.empty()) {
+        const auto shift = static_cast<std::ptrdiff_t>(turn % order.size());
+        std::rotate(order.begin(), order.begin() + shift, order.end());
     }
     if (fallback_to_primary) {
         if (auto primary = choose_primary(topology)) order.push_back(*primary);
     }
-    return order;
 }
 
 std::string describe_unavailable(const health::Topology& topology, bool want_primary) {

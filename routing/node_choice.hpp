@@ -19,6 +19,9 @@ namespace pglane::routing {
 /// `fallback_to_primary` is set. Empty when nothing can serve reads.
 [[nodiscard]] std::vector<std::size_t> read_only_candidates(const health::Topology& topology, std::uint64_t turn,
                                                             bool fallback_to_primary);
+/// The same into `order` (cleared first), which keeps its storage from call to call.
+void read_only_candidates(const health::Topology& topology, std::uint64_t turn, bool fallback_to_primary,
+                          std::vector<std::size_t>& order);
 
 /// A sentence saying why no node was found, naming what each node is doing, for the
 /// client's ErrorResponse and the log.

@@ -32,3 +32,14 @@ TEST_CASE("what the pass does not model is left alone") {
     REQUIRE_FALSE(mask_literals("SELECT 1 /* open").has_value());
     REQUIRE_FALSE(mask_literals("SELECT 0x1F").has_value());
 }
+
+TEST_CASE("a shape written into a reused buffer holds that statement's shape alone") {
+    std::string shape = "left over from a longer statement before, longer than the next";
+    REQUIRE(mask_literals("SELECT 1", shape));
+    REQUIRE(shape == "SELECT $1");
+    REQUIRE(mask_literals("SELECT abalance FROM pgbench_accounts WHERE aid = 7", shape));
+    REQUIRE(shape == "SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+    REQUIRE_FALSE(mask_literals("SELECT a FROM t", shape));
+    REQUIRE(mask_literals("SELECT 'x', 2, 3.5", shape));
+    REQUIRE(shape == "SELECT $1, $2, $3");
+}

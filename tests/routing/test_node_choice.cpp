@@ -84,3 +84,18 @@ TEST_CASE("before the first probe round the unavailable message says so") {
     REQUIRE(pglane::routing::describe_unavailable(t, false) ==
             "pglane: no standby or primary is available (no health probe has completed yet)");
 }
+
+TEST_CASE("the candidates can be written into a vector the caller keeps") {
+    auto t = cluster({node("n0", Role::primary), node("n1", Role::standby), node("n2", Role::standby),
+                      node("n3", Role::standby, false)},
+                     0);
+    std::vector<std::size_t> order{9, 9, 9, 9, 9};   // what a previous call left is replaced
+    for (std::uint64_t turn = 0; turn < 5; ++turn) {
+        for (bool fallback : {false, true}) {
+            pglane::routing::read_only_candidates(t, turn, fallback, order);
+            REQUIRE(order == pglane::routing::read_only_candidates(t, turn, fallback));
+        }
+    }
+    pglane::routing::read_only_candidates(t, 1, true, order);
+    REQUIRE(order == std::vector<std::size_t>{2, 1, 0});
+}
