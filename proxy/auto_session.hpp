@@ -194,6 +194,7 @@ private:
     std::optional<std::size_t> primary_node_;                  // the primary this session writes to
     std::uint64_t primary_term_ = 0;
     std::optional<std::size_t> pinned_standby_;                // ro port with pglane auth
+    std::optional<std::size_t> read_standby_;                  // the standby of the last read
     bool pinned_standby_removed_ = false;                      // a reload removed it (on_topology)
     std::optional<std::size_t> transaction_node_;
     protocol::TransactionStatus status_ = protocol::TransactionStatus::idle;

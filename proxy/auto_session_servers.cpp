@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace pglane::proxy {
 
 using protocol::sqlstate::connection_failure;
@@ -166,9 +168,17 @@ asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standb
 
 asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::RouteDecision& decision) {
     auto topology = services_.topology();
-    auto turn = services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
+    // routing.read_balance session: the standby of the session's earlier reads comes first
+    // while it is still routable, and the rotation moves on only when a session chooses.
+    const bool sticky = services_.config.routing.read_balance == routing::ReadBalance::session && read_standby_ &&
+                        *read_standby_ < topology->nodes.size() && topology->nodes[*read_standby_].routable_standby();
+    const auto turn = sticky ? 0 : services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
     // choose_standby runs once at a time per session: candidates_ is only its own.
     routing::read_only_candidates(*topology, turn, false, candidates_);
+    if (sticky) {
+        auto it = std::find(candidates_.begin(), candidates_.end(), *read_standby_);
+        if (it != candidates_.end()) std::rotate(candidates_.begin(), it, candidates_.end());
+    }
     for (std::size_t node : candidates_) {
         const health::NodeStatus& status = topology->nodes[node];
         if (max_lag_ms_ >= 0 && status.lag_seconds * 1000.0 > max_lag_ms_) continue;
@@ -185,6 +195,7 @@ asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::Ro
             co_await give_back_between_units(node);
             continue;
         }
+        read_standby_ = node;
         co_return server;
     }
     co_return nullptr;

@@ -220,13 +220,18 @@ void parse_auth(const json& root, Config& config) {
 void parse_routing(const json& root, Config& config) {
     const json* r = find_object(root, "routing", "routing");
     if (!r) return;
-    reject_unknown_keys(*r, "routing", {"read_your_writes", "read_only_functions", "write_functions"});
+    reject_unknown_keys(*r, "routing", {"read_your_writes", "read_balance", "read_only_functions", "write_functions"});
     std::string ryw = "lsn";
     read(*r, "read_your_writes", "routing.read_your_writes", ryw);
     if (ryw == "lsn") config.routing.read_your_writes = routing::ReadYourWrites::lsn;
     else if (ryw == "session") config.routing.read_your_writes = routing::ReadYourWrites::session;
     else if (ryw == "off") config.routing.read_your_writes = routing::ReadYourWrites::off;
     else fail("routing.read_your_writes", "must be one of lsn, session, off");
+    std::string balance = "statement";
+    read(*r, "read_balance", "routing.read_balance", balance);
+    if (balance == "statement") config.routing.read_balance = routing::ReadBalance::statement;
+    else if (balance == "session") config.routing.read_balance = routing::ReadBalance::session;
+    else fail("routing.read_balance", "must be one of statement, session");
     std::vector<std::string> names;
     read(*r, "read_only_functions", "routing.read_only_functions", names);
     config.routing.read_only_functions.insert(names.begin(), names.end());

@@ -33,8 +33,16 @@ private:
     std::unordered_map<std::string, Volatility> bare_;
 };
 
+/// How the auto port spreads a session's reads over the standbys.
+enum class ReadBalance {
+    statement,  // every read unit takes the next standby in the rotation
+    session,    // a session keeps reading from the standby of its first read while that one
+                // stays routable: reads never go back in time (monotonic), one backend stays warm
+};
+
 struct RoutingPolicy {
     ReadYourWrites read_your_writes = ReadYourWrites::lsn;
+    ReadBalance read_balance = ReadBalance::statement;
     std::set<std::string, std::less<>> read_only_functions;  // VOLATILE but safe on a standby
     std::set<std::string, std::less<>> write_functions;      // always a write
 };

@@ -122,3 +122,12 @@ TEST_CASE("busy_poll_us is off by default and bounded") {
     CHECK(error_of(R"({ "listen": { "rw": "127.0.0.1:6433" }, "nodes": [ { "name": "n0", "host": "h", "port": 5432 } ],
                        "busy_poll_us": 20000 })") == "config key \"busy_poll_us\": must be between 0 and 10000");
 }
+
+TEST_CASE("routing.read_balance is per statement by default, or per session") {
+    CHECK(parse_config(valid).routing.read_balance == pglane::routing::ReadBalance::statement);
+    const std::string head = R"({ "listen": { "rw": "127.0.0.1:6433" }, "nodes": [ { "name": "n0", "host": "h", "port": 5432 } ],
+                                  "routing": { "read_balance": )";
+    CHECK(parse_config(head + R"("session" } })").routing.read_balance == pglane::routing::ReadBalance::session);
+    CHECK(error_of(head + R"("query" } })") ==
+          "config key \"routing.read_balance\": must be one of statement, session");
+}
