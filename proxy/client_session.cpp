@@ -24,6 +24,9 @@ namespace {
 // Relay buffers: big enough that typical result sets move in few reads, small enough that
 // thousands of idle sessions stay cheap. Larger messages stream through (RelayCursor).
 constexpr std::size_t relay_buffer_bytes = 16 * 1024;
+// Until the relay starts, a session holds small buffers (they grow for a larger startup or
+// authentication message): an accepted socket that never finishes its startup costs little.
+constexpr std::size_t startup_buffer_bytes = 512;
 // Server messages during authentication are small; a bound keeps a broken server from
 // making pglane allocate without limit.
 constexpr std::uint32_t max_auth_message_bytes = 1024 * 1024;
@@ -39,8 +42,8 @@ ClientSession::ClientSession(tcp::socket client, ListenerKind kind, SessionServi
       id_(services.next_session_id++),
       client_(std::move(client)),
       server_(client_.get_executor()),
-      client_in_(relay_buffer_bytes),
-      server_in_(relay_buffer_bytes),
+      client_in_(startup_buffer_bytes),
+      server_in_(startup_buffer_bytes),
       peer_(describe_peer(client_.socket())),
       fence_timer_(client_.get_executor()) {
     boost::system::error_code ignored;
@@ -65,7 +68,11 @@ asio::awaitable<void> ClientSession::run() {
     std::optional<Disconnect> why;
     try {
         why = co_await startup();
-        if (!why) why = co_await relay();
+        if (!why) {
+            client_in_.reserve_frame(relay_buffer_bytes);
+            server_in_.reserve_frame(relay_buffer_bytes);
+            why = co_await relay();
+        }
     } catch (const std::exception& e) {
         why = Disconnect{std::string(protocol::sqlstate::internal_error), "pglane: internal error", e.what()};
     }
