@@ -526,6 +526,20 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             auto parse = protocol::read_parse(body);
             if (!parse) return malformed("Parse");
             const routing::Classification& c = classify(parse->query);
+            const bool parsed_here =
+                std::find(unit.parses.begin(), unit.parses.end(), parse->statement) != unit.parses.end();
+            if (auto held = parse->statement.empty() ? statements_.end() : statements_.find(std::string(parse->statement));
+                held != statements_.end()) {
+                // The session holds this name already: PostgreSQL refuses the Parse (42P05) and
+                // the statement stays as it was. The server says so itself: it gets the
+                // session's definition first (unless this unit Parsed it already), then this
+                // Parse under the same server name.
+                if (!parsed_here) unit.needs_statement.emplace_back(parse->statement);
+                if (renames && !append_renamed(unit.bytes, 'P', body, held->second.server_name)) return malformed("Parse");
+                unit.statements.push_back(held->second.classification);
+                unit.reply_order.push_back('P');
+                return std::nullopt;
+            }
             PreparedStatement& statement = statements_[std::string(parse->statement)];
             statement.query.assign(parse->query);
             statement.classification = c;

@@ -233,6 +233,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     parse_replies_.clear();
     close_replies_.clear();
     unit_failed_ = false;
+    client_parses_completed_ = 0;
     // Only this unit's stream can hold a deferred BEGIN's answers: a unit that failed
     // before they came must not make this one's disappear.
     swallow_until_ready_ = 0;
@@ -315,6 +316,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                     if (step.frame.tag == '1' && !parse_replies_.empty()) {
                         injected_answer = parse_replies_.front();
                         parse_replies_.pop_front();
+                        if (!injected_answer) ++client_parses_completed_;
                     }
                     if (!injected_answer) held.append(protocol::as_text(in.unread().first(step.bytes)));
                     if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
@@ -332,6 +334,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             if (step.kind == protocol::RelayCursor::Kind::message) {
                 char tag = step.frame.tag;
                 if (tag == '1' && !parse_replies_.empty()) {
+                    if (!parse_replies_.front()) ++client_parses_completed_;
                     swallow = swallow || parse_replies_.front();
                     parse_replies_.pop_front();
                 } else if (tag == '3' && !close_replies_.empty()) {
@@ -461,6 +464,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::forward_more_client_mess
             for (auto& c : more.statements) unit.statements.push_back(std::move(c));
             for (auto& c : more.executed) unit.executed.push_back(std::move(c));
             for (auto& s : more.session_sql) unit.session_sql.push_back(std::move(s));
+            for (auto& name : more.parses) unit.parses.push_back(std::move(name));   // in the order sent
             unit.complete = unit.complete || more.complete;
         }
         client_in_.consume(frame.size);
@@ -483,6 +487,10 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
         // closes and prepares the statement again.
         for (const std::string& name : unit.parses)
             if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
+        // The client's Parses answered by ParseComplete ran; the server skipped the rest, so
+        // those statements do not exist (a Bind of one gets 26000, a new Parse of the name
+        // succeeds), as on a server of its own.
+        for (std::size_t i = client_parses_completed_; i < unit.parses.size(); ++i) statements_.erase(unit.parses[i]);
         for (const std::string& name : unit.needs_statement)
             if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
     }
@@ -559,6 +567,12 @@ void AutoSession::remember_sql_statements(const Unit& unit, ServerConnection& se
         } else if (!c.deallocate_name.empty()) {
             sql_statements_.erase(c.deallocate_name);
             server.sql_statements.erase(c.deallocate_name);
+            // SQL and protocol-level statements share one namespace: a DEALLOCATE that
+            // succeeded may have dropped a statement the client Parsed.
+            if (auto it = statements_.find(c.deallocate_name); it != statements_.end()) {
+                server.statements.erase(it->second.server_name);
+                statements_.erase(it);
+            }
         }
     }
     if (unit.sql_prepares.empty()) return;

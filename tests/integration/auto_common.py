@@ -78,3 +78,33 @@ def psql(port, sql=None, stdin=None, user="postgres", password="postgres", dbnam
     args += ["-c", sql] if sql is not None else ["-f", "-"]
     return subprocess.run(args, input=stdin, env=pgwire.pg_env(password), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def check_parse_of_a_held_name(test, dsn):
+    """Through pglane, as on a server of its own: a Parse of a statement name the session holds
+    gets 42P05 and leaves the statement as it was, wherever the Parse is routed; a Parse that
+    failed leaves no statement behind, so the name can be Parsed again. libpq's PQprepare
+    (psycopg 3's pgconn.prepare) sends Parse and Sync."""
+    import psycopg
+    from psycopg import pq
+
+    def sqlstate(result):
+        return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        pg = conn.pgconn
+        first = pg.prepare(b"held", b"SELECT 1")
+        test.assertEqual(first.status, pq.ExecStatus.COMMAND_OK, first.error_message)
+        for attempt in range(4):   # read-only Parses take the standbys in turn: each must refuse
+            again = pg.prepare(b"held", b"SELECT 2")
+            test.assertEqual(again.status, pq.ExecStatus.FATAL_ERROR, f"attempt {attempt}: the second Parse succeeded")
+            test.assertEqual(sqlstate(again), "42P05", again.error_message)
+            run = pg.exec_prepared(b"held", [])
+            test.assertEqual(run.status, pq.ExecStatus.TUPLES_OK, run.error_message)
+            test.assertEqual(run.get_value(0, 0), b"1", "the held statement changed")
+        broken = pg.prepare(b"fixed_later", b"SELECT FROM WHERE")
+        test.assertEqual(sqlstate(broken), "42601", broken.error_message)
+        fixed = pg.prepare(b"fixed_later", b"SELECT 3")
+        test.assertEqual(fixed.status, pq.ExecStatus.COMMAND_OK, fixed.error_message)
+        run = pg.exec_prepared(b"fixed_later", [])
+        test.assertEqual(run.get_value(0, 0), b"3", run.error_message)

@@ -185,6 +185,9 @@ class AutoSessionState(unittest.TestCase):
         self.assertGreater(len(on_standbys), 0.8 * len(all_nodes), f"too many asyncpg reads on the primary: {all_nodes}")
         self.assertEqual([r["s"] for r in explicit], [f"{k}!" for k in range(10)])
 
+    def test_a_parse_of_a_name_the_session_holds_gets_42P05(self):
+        ac.check_parse_of_a_held_name(self, PGLANE.auto_dsn())
+
     def test_psycopg3_prepared_and_pipeline(self):
         import psycopg
         with psycopg.connect(PGLANE.auto_dsn(), autocommit=True, connect_timeout=5) as conn:

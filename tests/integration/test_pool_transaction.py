@@ -223,6 +223,11 @@ class TransactionPooling(unittest.TestCase):
         finally:
             c.close()
 
+    def test_a_parse_of_a_name_the_session_holds_gets_42P05(self):
+        import auto_common
+        auto_common.check_parse_of_a_held_name(
+            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
+
     def test_same_named_prepared_statements_of_two_clients_interleave(self):
         p = self.narrow
         dsn = p.dsn(p.rw_port, user=USER, password=PASSWORD, dbname=DB)
