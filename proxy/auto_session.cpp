@@ -647,7 +647,28 @@ asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
     if (!unit.simple || unit.statements.size() != 1 || status_ == protocol::TransactionStatus::failed) co_return false;
     const routing::Classification& c = unit.statements.front();
     if (c.statement_count != 1 || (c.deallocate_name.empty() && !c.deallocate_all)) co_return false;
-    if (!c.deallocate_all && !sql_statements_.contains(c.deallocate_name)) co_return false;
+    if (!c.deallocate_all && !sql_statements_.contains(c.deallocate_name)) {
+        // SQL and protocol-level statements share one namespace: DEALLOCATE also drops a
+        // statement the client Parsed, on every node that holds it. (Pooled names stand for
+        // one definition each: copies on pooled connections are harmless and stay.)
+        auto held = statements_.find(c.deallocate_name);
+        if (held == statements_.end()) co_return false;
+        const std::string server_name = held->second.server_name;
+        statements_.erase(held);
+        if (!services_.pools) {
+            const std::string sql = "DEALLOCATE " + quote_identifier(server_name);
+            for (auto& server : servers_) {
+                if (!server || server->broken() || !server->statements.contains(server_name)) continue;
+                (void)co_await server->hidden_query(sql);
+                server->statements.erase(server_name);
+            }
+        }
+        std::string out;
+        protocol::MessageWriter(out, 'C').cstring("DEALLOCATE");
+        protocol::append_ready_for_query(out, status_);
+        (void)co_await write_client(out);
+        co_return true;
+    }
     for (auto& server : servers_) {
         if (!server || server->broken()) continue;
         if (c.deallocate_all ? server->sql_statements.empty() : !server->sql_statements.contains(c.deallocate_name))

@@ -108,3 +108,25 @@ def check_parse_of_a_held_name(test, dsn):
         test.assertEqual(fixed.status, pq.ExecStatus.COMMAND_OK, fixed.error_message)
         run = pg.exec_prepared(b"fixed_later", [])
         test.assertEqual(run.get_value(0, 0), b"3", run.error_message)
+
+
+def check_deallocate_of_a_parsed_statement(test, dsn):
+    """SQL DEALLOCATE drops a statement the client Parsed through the protocol (one namespace,
+    as on a server of its own), whichever nodes ran it: the name is free again and a Bind of it
+    gets 26000."""
+    import psycopg
+    from psycopg import pq
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        pg = conn.pgconn
+        for attempt in range(3):   # the reads take the standbys in turn, DEALLOCATE may go anywhere
+            made = pg.prepare(b"dropped", f"SELECT {attempt}".encode())
+            test.assertEqual(made.status, pq.ExecStatus.COMMAND_OK, made.error_message)
+            run = pg.exec_prepared(b"dropped", [])
+            test.assertEqual(run.get_value(0, 0), str(attempt).encode(), run.error_message)
+            gone = pg.exec_(b"DEALLOCATE dropped")   # PQexec: a simple Query
+            test.assertEqual(gone.status, pq.ExecStatus.COMMAND_OK, gone.error_message)
+            for _ in range(2):
+                after = pg.exec_prepared(b"dropped", [])
+                test.assertEqual((after.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode(), "26000",
+                                 f"attempt {attempt}: {after.status} {after.error_message}")

@@ -188,6 +188,9 @@ class AutoSessionState(unittest.TestCase):
     def test_a_parse_of_a_name_the_session_holds_gets_42P05(self):
         ac.check_parse_of_a_held_name(self, PGLANE.auto_dsn())
 
+    def test_deallocate_drops_a_statement_parsed_through_the_protocol(self):
+        ac.check_deallocate_of_a_parsed_statement(self, PGLANE.auto_dsn())
+
     def test_psycopg3_prepared_and_pipeline(self):
         import psycopg
         with psycopg.connect(PGLANE.auto_dsn(), autocommit=True, connect_timeout=5) as conn:
