@@ -663,31 +663,28 @@ asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
                 server->statements.erase(server_name);
             }
         }
-        std::string out;
-        protocol::MessageWriter(out, 'C').cstring("DEALLOCATE");
-        protocol::append_ready_for_query(out, status_);
-        (void)co_await write_client(out);
-        co_return true;
-    }
-    for (auto& server : servers_) {
-        if (!server || server->broken()) continue;
-        if (c.deallocate_all ? server->sql_statements.empty() : !server->sql_statements.contains(c.deallocate_name))
-            continue;
-        const std::string sql = c.deallocate_all ? std::string("DEALLOCATE ALL")
-                                                 : "DEALLOCATE " + quote_identifier(c.deallocate_name);
-        (void)co_await server->hidden_query(sql);
+    } else {
+        for (auto& server : servers_) {
+            if (!server || server->broken()) continue;
+            if (c.deallocate_all ? server->sql_statements.empty() : !server->sql_statements.contains(c.deallocate_name))
+                continue;
+            const std::string sql = c.deallocate_all ? std::string("DEALLOCATE ALL")
+                                                     : "DEALLOCATE " + quote_identifier(c.deallocate_name);
+            (void)co_await server->hidden_query(sql);
+            if (c.deallocate_all) {
+                server->sql_statements.clear();
+                server->statements.clear();  // DEALLOCATE ALL drops protocol-level statements too
+            } else {
+                server->sql_statements.erase(c.deallocate_name);
+            }
+        }
         if (c.deallocate_all) {
-            server->sql_statements.clear();
-            server->statements.clear();  // DEALLOCATE ALL drops protocol-level statements too
+            sql_statements_.clear();
+            statements_.clear();
         } else {
-            server->sql_statements.erase(c.deallocate_name);
+            sql_statements_.erase(c.deallocate_name);
         }
     }
-    if (c.deallocate_all) {
-        sql_statements_.clear();
-        statements_.clear();
-    }
-    else sql_statements_.erase(c.deallocate_name);
     std::string out;
     protocol::MessageWriter(out, 'C').cstring(c.deallocate_all ? "DEALLOCATE ALL" : "DEALLOCATE");
     protocol::append_ready_for_query(out, status_);

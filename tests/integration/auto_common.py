@@ -80,6 +80,12 @@ def psql(port, sql=None, stdin=None, user="postgres", password="postgres", dbnam
                           text=True, timeout=timeout)
 
 
+def sqlstate(result):
+    """The SQLSTATE of a psycopg 3 pq result ("" when none)."""
+    from psycopg import pq
+    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+
+
 def check_parse_of_a_held_name(test, dsn):
     """Through pglane, as on a server of its own: a Parse of a statement name the session holds
     gets 42P05 and leaves the statement as it was, wherever the Parse is routed; a Parse that
@@ -87,9 +93,6 @@ def check_parse_of_a_held_name(test, dsn):
     (psycopg 3's pgconn.prepare) sends Parse and Sync."""
     import psycopg
     from psycopg import pq
-
-    def sqlstate(result):
-        return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         pg = conn.pgconn
@@ -128,5 +131,4 @@ def check_deallocate_of_a_parsed_statement(test, dsn):
             test.assertEqual(gone.status, pq.ExecStatus.COMMAND_OK, gone.error_message)
             for _ in range(2):
                 after = pg.exec_prepared(b"dropped", [])
-                test.assertEqual((after.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode(), "26000",
-                                 f"attempt {attempt}: {after.status} {after.error_message}")
+                test.assertEqual(sqlstate(after), "26000", f"attempt {attempt}: {after.status} {after.error_message}")
