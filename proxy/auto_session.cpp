@@ -516,6 +516,9 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 }
             } else {
                 unit.statements.push_back(c);
+                // (A lone DEALLOCATE is answered by pglane: answer_deallocate.)
+                if (!c.deallocate_name.empty() && sql_statements_.contains(c.deallocate_name))
+                    unit.sql_executes.push_back(c.deallocate_name);
             }
             unit.executed.insert(unit.executed.end(), unit.statements.begin() + static_cast<std::ptrdiff_t>(first_new),
                                  unit.statements.end());
@@ -526,6 +529,20 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             auto parse = protocol::read_parse(body);
             if (!parse) return malformed("Parse");
             const routing::Classification& c = classify(parse->query);
+            // A pooled connection knows a Parsed statement by its pooled name: DEALLOCATE
+            // goes there under that name (its Bind makes sure the node holds it).
+            std::string deallocate_renamed;
+            if (services_.pools && !c.deallocate_name.empty() && !sql_statements_.contains(c.deallocate_name)) {
+                if (auto held = statements_.find(c.deallocate_name);
+                    held != statements_.end() && held->second.server_name != c.deallocate_name) {
+                    if (!append_with_query(deallocate_renamed, body, "DEALLOCATE " + quote_identifier(held->second.server_name)))
+                        return malformed("Parse");
+                    raw = protocol::as_bytes(deallocate_renamed);
+                    body = raw.subspan(5);
+                    parse = protocol::read_parse(body);
+                    if (!parse) return malformed("Parse");
+                }
+            }
             const bool parsed_here =
                 std::find(unit.parses.begin(), unit.parses.end(), parse->statement) != unit.parses.end();
             if (auto held = parse->statement.empty() ? statements_.end() : statements_.find(std::string(parse->statement));
@@ -592,6 +609,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 unit.executed.push_back(unit.statements.back());
                 if (it != statements_.end() && it->second.classification.session_state)
                     unit.session_sql.push_back(it->second.query);
+                need_deallocated_statement(unit, unit.executed.back());
             }
             return std::nullopt;
         }
@@ -622,6 +640,21 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             return std::nullopt;
         default:
             return std::nullopt;  // Execute, Flush, stray Copy messages: routed with their unit
+    }
+}
+
+void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classification& c) {
+    // A statement lives on the nodes that ran it, so a DEALLOCATE sent with the extended
+    // protocol (psycopg 3 evicting from its statement cache) gets the statement onto the
+    // unit's node first, as an EXECUTE or a Bind of it would. Unknown names stay unknown:
+    // the server answers 26000.
+    const std::string& name = c.deallocate_name;
+    if (name.empty()) return;
+    if (sql_statements_.contains(name)) {
+        unit.sql_executes.push_back(name);
+    } else if (statements_.contains(name) &&
+               std::find(unit.parses.begin(), unit.parses.end(), name) == unit.parses.end()) {
+        unit.needs_statement.push_back(name);
     }
 }
 

@@ -115,6 +115,7 @@ private:
     asio::awaitable<std::optional<Disconnect>> read_unit(Unit& unit);
     [[nodiscard]] std::optional<Disconnect> take_client_message(Unit& unit, char tag, protocol::Bytes body,
                                                                 protocol::Bytes raw);
+    void need_deallocated_statement(Unit& unit, const routing::Classification& c);
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
     asio::awaitable<bool> answer_deallocate(const Unit& unit);
     asio::awaitable<bool> defer_begin(const Unit& unit);

@@ -557,7 +557,7 @@ void AutoSession::remember_settings(const Unit& unit, ServerConnection& server, 
 
 void AutoSession::remember_sql_statements(const Unit& unit, ServerConnection& server) {
     if (unit_failed_) return;
-    for (const auto& c : unit.statements) {
+    for (const auto& c : unit.executed) {   // a Parse of a DEALLOCATE alone drops nothing
         if (c.deallocate_all) {
             // DEALLOCATE ALL drops protocol-level statements too.
             sql_statements_.clear();

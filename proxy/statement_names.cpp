@@ -68,6 +68,18 @@ bool append_renamed(std::string& out, char tag, protocol::Bytes body, std::strin
     return true;
 }
 
+bool append_with_query(std::string& out, protocol::Bytes body, std::string_view query) {
+    std::size_t name = cstring_length(body);
+    if (name == std::string_view::npos) return false;
+    std::size_t old = cstring_length(body.subspan(name + 1));
+    if (old == std::string_view::npos) return false;
+    protocol::MessageWriter(out, 'P')
+        .raw(protocol::as_text(body.first(name + 1)))
+        .cstring(query)
+        .raw(protocol::as_text(body.subspan(name + 1 + old + 1)));
+    return true;
+}
+
 std::optional<int> bind_result_format_count(protocol::Bytes body) {
     protocol::BodyReader reader(body);
     (void)reader.cstring();  // portal

@@ -23,6 +23,10 @@ namespace pglane::proxy {
 /// protocol/messages.hpp accepted it); false otherwise, and nothing is appended.
 bool append_renamed(std::string& out, char tag, protocol::Bytes body, std::string_view name);
 
+/// Appends a Parse message with the query text in `body` replaced by `query` (the name and
+/// the parameter types as they were). False for a malformed body, and nothing is appended.
+bool append_with_query(std::string& out, protocol::Bytes body, std::string_view query);
+
 /// How many result-column format codes a Bind body carries (0 or 1: one rule for every
 /// column; more: one per column, so the client relies on a known column count); nullopt
 /// when the body is malformed.

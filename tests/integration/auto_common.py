@@ -113,6 +113,55 @@ def check_parse_of_a_held_name(test, dsn):
         test.assertEqual(run.get_value(0, 0), b"3", run.error_message)
 
 
+def check_extended_deallocate(test, dsn):
+    """DEALLOCATE sent with the extended protocol (libpq's PQexecParams, as psycopg 3 sends it
+    when it evicts a statement from its cache) drops the statement wherever the session's
+    units ran, as on a server of its own: statements Parsed through the protocol or made by
+    SQL PREPARE, one by name or all at once. The names are then free and a use of one gets
+    26000."""
+    import psycopg
+    from psycopg import pq
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.prepare_threshold = 0   # prepare every query at its first execution
+        conn.prepared_max = 2        # and evict (DEALLOCATE) the oldest past two
+        queries = [f"SELECT {k} AS v" for k in range(6)] + ["SELECT %s::int + 100 AS v"]
+        for i in range(28):
+            k = i % len(queries)
+            params = (i,) if "%s" in queries[k] else None
+            expected = i + 100 if params else k
+            test.assertEqual(conn.execute(queries[k], params).fetchone()[0], expected, f"execution {i}")
+        pg = conn.pgconn
+        # psycopg 3 names its statements _pg3_0, _pg3_1...: all but the two newest were evicted.
+        evicted = pg.exec_prepared(b"_pg3_0", [])
+        test.assertEqual(sqlstate(evicted), "26000", f"_pg3_0 survived its eviction: {evicted.error_message}")
+
+        for attempt in range(3):   # the units take the standbys in turn
+            made = pg.exec_(f"PREPARE sql_made AS SELECT {attempt}".encode())
+            test.assertEqual(made.status, pq.ExecStatus.COMMAND_OK, made.error_message)
+            ran = pg.exec_(b"EXECUTE sql_made")
+            test.assertEqual(ran.get_value(0, 0), str(attempt).encode(), ran.error_message)
+            parsed = pg.prepare(b"parsed", f"SELECT {attempt}".encode())
+            test.assertEqual(parsed.status, pq.ExecStatus.COMMAND_OK, parsed.error_message)
+            run = pg.exec_prepared(b"parsed", [])
+            test.assertEqual(run.get_value(0, 0), str(attempt).encode(), run.error_message)
+            for name in (b"sql_made", b"parsed"):
+                gone = pg.exec_params(b"DEALLOCATE " + name, [])
+                test.assertEqual(gone.status, pq.ExecStatus.COMMAND_OK,
+                                 f"attempt {attempt}, {name}: {gone.error_message}")
+            test.assertEqual(sqlstate(pg.exec_(b"EXECUTE sql_made")), "26000", f"attempt {attempt}")
+            test.assertEqual(sqlstate(pg.exec_prepared(b"parsed", [])), "26000", f"attempt {attempt}")
+
+        for attempt in range(2):
+            test.assertEqual(pg.exec_(b"PREPARE sql_all AS SELECT 1").status, pq.ExecStatus.COMMAND_OK)
+            test.assertEqual(pg.prepare(b"parsed_all", b"SELECT 2").status, pq.ExecStatus.COMMAND_OK)
+            test.assertEqual(pg.exec_prepared(b"parsed_all", []).get_value(0, 0), b"2")
+            gone = pg.exec_params(b"DEALLOCATE ALL", [])
+            test.assertEqual(gone.status, pq.ExecStatus.COMMAND_OK, gone.error_message)
+            test.assertEqual(sqlstate(pg.exec_(b"EXECUTE sql_all")), "26000", f"attempt {attempt}")
+            test.assertEqual(sqlstate(pg.exec_prepared(b"parsed_all", [])), "26000", f"attempt {attempt}")
+
+
 def check_deallocate_of_a_parsed_statement(test, dsn):
     """SQL DEALLOCATE drops a statement the client Parsed through the protocol (one namespace,
     as on a server of its own), whichever nodes ran it: the name is free again and a Bind of it

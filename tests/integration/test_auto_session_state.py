@@ -191,6 +191,9 @@ class AutoSessionState(unittest.TestCase):
     def test_deallocate_drops_a_statement_parsed_through_the_protocol(self):
         ac.check_deallocate_of_a_parsed_statement(self, PGLANE.auto_dsn())
 
+    def test_deallocate_through_the_extended_protocol(self):
+        ac.check_extended_deallocate(self, PGLANE.auto_dsn())
+
     def test_psycopg3_prepared_and_pipeline(self):
         import psycopg
         with psycopg.connect(PGLANE.auto_dsn(), autocommit=True, connect_timeout=5) as conn:

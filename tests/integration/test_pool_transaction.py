@@ -233,6 +233,11 @@ class TransactionPooling(unittest.TestCase):
         auto_common.check_deallocate_of_a_parsed_statement(
             self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
 
+    def test_deallocate_through_the_extended_protocol(self):
+        import auto_common
+        auto_common.check_extended_deallocate(
+            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
+
     def test_same_named_prepared_statements_of_two_clients_interleave(self):
         p = self.narrow
         dsn = p.dsn(p.rw_port, user=USER, password=PASSWORD, dbname=DB)

@@ -88,6 +88,18 @@ TEST_CASE("Parse, Bind, Describe and Close are renamed byte for byte") {
     REQUIRE(out.empty());
 }
 
+TEST_CASE("a Parse gets another query text, its name and parameter types kept byte for byte") {
+    std::string parse, expected, out;
+    protocol::MessageWriter(parse, 'P').cstring("").cstring("DEALLOCATE s1").i16(1).i32(23);
+    protocol::MessageWriter(expected, 'P').cstring("").cstring("DEALLOCATE pglane_x").i16(1).i32(23);
+    REQUIRE(append_with_query(out, protocol::as_bytes(body_of(parse)), "DEALLOCATE pglane_x"));
+    REQUIRE(out == expected);
+    out.clear();
+    REQUIRE_FALSE(append_with_query(out, protocol::as_bytes(std::string_view("name\0no-nul", 11)), "x"));
+    REQUIRE_FALSE(append_with_query(out, protocol::as_bytes(std::string_view("no-nul")), "x"));
+    REQUIRE(out.empty());
+}
+
 TEST_CASE("a Bind's result format count is read past its parameters") {
     std::string per_column;
     protocol::MessageWriter(per_column, 'B').cstring("").cstring("s").i16(2).i16(1).i16(0).i16(2).i32(-1).i32(3).raw("abc")
