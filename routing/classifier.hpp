@@ -42,7 +42,8 @@ enum class PinReason {
     advisory_lock,               // session-level pg_advisory_lock / pg_try_advisory_lock
     with_hold_cursor,            // DECLARE ... WITH HOLD
     session_read_write_default,  // session-level SET [default_]transaction_read_only,
-                                 // SET SESSION CHARACTERISTICS AS TRANSACTION ...
+                                 // SET SESSION CHARACTERISTICS AS TRANSACTION ...,
+                                 // SET default_transaction_isolation = serializable
     other,
 };
 

@@ -85,6 +85,11 @@ void classify_other(const PgQuery__Node& statement, Classification& out) {
     apply_function_facts(facts, out);
 }
 
+std::string lowered(std::string value) {
+    for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return value;
+}
+
 /// The value of a DefElem / option as PostgreSQL's defGetBoolean reads it; a missing
 /// argument means true (EXPLAIN (ANALYZE) ...).
 bool option_is_true(const PgQuery__Node* arg) {
@@ -105,8 +110,25 @@ bool option_is_true(const PgQuery__Node* arg) {
     } else {
         return true;
     }
-    for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    value = lowered(std::move(value));
     return !(value == "false" || value == "off" || value == "0" || value == "f" || value == "no");
+}
+
+std::string constant_text(const PgQuery__Node* node) {
+    if (node == nullptr || node->node_case != PG_QUERY__NODE__NODE_A_CONST) return {};
+    const PgQuery__AConst& constant = *node->a_const;
+    switch (constant.val_case) {
+    case PG_QUERY__A__CONST__VAL_SVAL: return std::string(text(constant.sval->sval));
+    case PG_QUERY__A__CONST__VAL_IVAL: return std::to_string(constant.ival->ival);
+    case PG_QUERY__A__CONST__VAL_FVAL: return std::string(text(constant.fval->fval));
+    case PG_QUERY__A__CONST__VAL_BOOLVAL: return constant.boolval->boolval ? "true" : "false";
+    default: return {};
+    }
+}
+
+/// The isolation level a constant names is SERIALIZABLE (in any case, as PostgreSQL reads it).
+bool names_serializable(const PgQuery__Node* node) {
+    return lowered(constant_text(node)) == "serializable";
 }
 
 /// Looks for `name` among DefElem options; returns whether it is present and true.
@@ -116,6 +138,20 @@ bool has_true_option(PgQuery__Node* const* options, std::size_t count, std::stri
         const PgQuery__Node* option = options[i];
         if (option == nullptr || option->node_case != PG_QUERY__NODE__NODE_DEF_ELEM) continue;
         if (text(option->def_elem->defname) == name) result = option_is_true(option->def_elem->arg);
+    }
+    return result;
+}
+
+/// Whether transaction options (BEGIN, START TRANSACTION, SET TRANSACTION) ask for
+/// ISOLATION LEVEL SERIALIZABLE. A hot standby refuses that ("cannot use serializable mode
+/// in a hot standby"), so such a transaction runs on the primary even when READ ONLY.
+bool serializable_option(PgQuery__Node* const* options, std::size_t count) {
+    bool result = false;
+    for (std::size_t i = 0; i < count; ++i) {
+        const PgQuery__Node* option = options[i];
+        if (option == nullptr || option->node_case != PG_QUERY__NODE__NODE_DEF_ELEM) continue;
+        if (text(option->def_elem->defname) == "transaction_isolation")
+            result = names_serializable(option->def_elem->arg);
     }
     return result;
 }
@@ -169,13 +205,17 @@ void classify_transaction(const PgQuery__TransactionStmt& statement, Classificat
     switch (statement.kind) {
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
-        if (has_true_option(statement.options, statement.n_options, "transaction_read_only")) {
-            out.transaction = TransactionControl::begin_read_only;
-            out.reason = "BEGIN READ ONLY";
-        } else {
+        if (!has_true_option(statement.options, statement.n_options, "transaction_read_only")) {
             out.transaction = TransactionControl::begin;
             out.read_only = false;
             out.reason = "BEGIN";
+        } else if (serializable_option(statement.options, statement.n_options)) {
+            out.transaction = TransactionControl::begin;
+            out.read_only = false;
+            out.reason = "BEGIN SERIALIZABLE READ ONLY";
+        } else {
+            out.transaction = TransactionControl::begin_read_only;
+            out.reason = "BEGIN READ ONLY";
         }
         return;
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT:
@@ -200,18 +240,6 @@ void classify_transaction(const PgQuery__TransactionStmt& statement, Classificat
     }
 }
 
-std::string constant_text(const PgQuery__Node* node) {
-    if (node == nullptr || node->node_case != PG_QUERY__NODE__NODE_A_CONST) return {};
-    const PgQuery__AConst& constant = *node->a_const;
-    switch (constant.val_case) {
-    case PG_QUERY__A__CONST__VAL_SVAL: return std::string(text(constant.sval->sval));
-    case PG_QUERY__A__CONST__VAL_IVAL: return std::to_string(constant.ival->ival);
-    case PG_QUERY__A__CONST__VAL_FVAL: return std::string(text(constant.fval->fval));
-    case PG_QUERY__A__CONST__VAL_BOOLVAL: return constant.boolval->boolval ? "true" : "false";
-    default: return {};
-    }
-}
-
 void classify_pglane_setting(const PgQuery__VariableSetStmt& set, Classification& out) {
     out.read_only = false;
     out.reason = "pglane setting";
@@ -229,7 +257,8 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
     if (name.starts_with("pglane.")) return classify_pglane_setting(set, out);
     const bool read_only_setting = name == "default_transaction_read_only" || name == "transaction_read_only";
     if (set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI && name == "TRANSACTION") {
-        const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only");
+        const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only") &&
+                               !serializable_option(set.args, set.n_args);
         out.transaction = read_only ? TransactionControl::set_transaction_read_only : TransactionControl::other;
         out.read_only = read_only;
         out.reason = read_only ? "SET TRANSACTION READ ONLY" : "SET TRANSACTION";
@@ -250,6 +279,9 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
         pin(out, PinReason::session_read_write_default);
     } else if (read_only_setting && !is_reset) {
         pin(out, PinReason::session_read_write_default);
+    } else if (name == "default_transaction_isolation" && set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE &&
+               set.n_args == 1 && names_serializable(set.args[0])) {
+        pin(out, PinReason::session_read_write_default);   // no standby runs a serializable transaction
     }
 }
 

@@ -78,12 +78,15 @@ bool is_local_set_config(const PgQuery__FuncCall& call) {
     }
 }
 
+/// A transaction default a standby may not honour: read-write, or (whatever the value, which
+/// need not be a constant) the default isolation level, as SERIALIZABLE is refused there.
 bool names_read_only_default(const PgQuery__FuncCall& call) {
     if (call.n_args < 1) return false;
     const PgQuery__AConst* name = as_constant(call.args[0]);
     if (name == nullptr || name->val_case != PG_QUERY__A__CONST__VAL_SVAL) return false;
     const std::string setting = lower(name->sval->sval);
-    return setting == "default_transaction_read_only" || setting == "transaction_read_only";
+    return setting == "default_transaction_read_only" || setting == "transaction_read_only" ||
+           setting == "default_transaction_isolation";
 }
 
 std::string qualified_name(const PgQuery__FuncCall& call) {

@@ -129,6 +129,51 @@ class AutoRouting(unittest.TestCase):
             self.assertEqual(len(set(seen)), 1, f"one read-only transaction on several nodes: {seen}")
             self.assertIn(seen[0], STANDBYS, f"BEGIN; SET TRANSACTION READ ONLY did not go to a standby: {seen}")
 
+    def test_serializable_read_only_transactions_run_on_the_primary(self):
+        """A hot standby refuses SERIALIZABLE ("cannot use serializable mode in a hot standby"),
+        READ ONLY or not: such transactions, and every transaction of a session whose default
+        isolation is serializable, run on the primary. REPEATABLE READ READ ONLY still goes to a
+        standby."""
+        isolation = "SELECT current_setting('cluster_name'), current_setting('transaction_isolation')"
+        openers = ["BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+                   "START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE, DEFERRABLE",
+                   "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY"]
+        for opener in openers:
+            for _ in range(2):   # the read-only units take the standbys in turn
+                cur = self.fresh()
+                for statement in opener.split("; "):
+                    cur.execute(statement)
+                cur.execute(isolation)
+                self.assertEqual(cur.fetchone(), ("n0", "serializable"), opener)
+                cur.execute("COMMIT")
+        # psycopg2's set_session opens each transaction with one BEGIN carrying both options.
+        conn = ac.connect(PGLANE, autocommit=False)
+        self.addCleanup(conn.close)
+        conn.set_session(isolation_level="SERIALIZABLE", readonly=True)
+        for _ in range(2):
+            cur = conn.cursor()
+            cur.execute(isolation)
+            self.assertEqual(cur.fetchone(), ("n0", "serializable"))
+            conn.commit()
+        # A session default: its reads and its read-only transactions stay on the primary.
+        cur = self.fresh()
+        cur.execute("SET default_transaction_isolation = 'serializable'")
+        for _ in range(2):
+            cur.execute(isolation)
+            self.assertEqual(cur.fetchone(), ("n0", "serializable"))
+            cur.execute("BEGIN READ ONLY")
+            cur.execute(isolation)
+            self.assertEqual(cur.fetchone(), ("n0", "serializable"))
+            cur.execute("COMMIT")
+        # The control: a read-only transaction at another level is a standby's.
+        cur = self.fresh()
+        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.execute(isolation)
+        node, level = cur.fetchone()
+        cur.execute("COMMIT")
+        self.assertIn(node, STANDBYS)
+        self.assertEqual(level, "repeatable read")
+
     def test_plain_begin_keeps_the_transaction_on_the_primary(self):
         cur = self.fresh()
         cur.execute("BEGIN")

@@ -208,6 +208,8 @@ TEST_CASE("set_config is a write, and session state unless its third argument is
          .session_state = true},
         {.sql = "SELECT set_config('default_transaction_read_only', 'off', false)", .read_only = false,
          .functions = {"set_config"}, .session_state = true, .pin = PinReason::session_read_write_default},
+        {.sql = "SELECT set_config('default_transaction_isolation', $1, false)", .read_only = false,
+         .functions = {"set_config"}, .session_state = true, .pin = PinReason::session_read_write_default},
     });
 }
 

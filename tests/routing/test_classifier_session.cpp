@@ -28,7 +28,14 @@ TEST_CASE("BEGIN starts a read-write transaction unless it says READ ONLY") {
          .transaction = TransactionControl::begin_read_only},
         {.sql = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", .read_only = true,
          .transaction = TransactionControl::begin_read_only},
-        {.sql = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", .read_only = true,
+        // A hot standby cannot run a serializable transaction, read-only or not.
+        {.sql = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", .read_only = false,
+         .reason = "BEGIN SERIALIZABLE READ ONLY", .transaction = TransactionControl::begin},
+        {.sql = "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY", .read_only = false,
+         .transaction = TransactionControl::begin},
+        {.sql = "BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE", .read_only = false,
+         .transaction = TransactionControl::begin},
+        {.sql = "BEGIN READ ONLY, ISOLATION LEVEL READ COMMITTED", .read_only = true,
          .transaction = TransactionControl::begin_read_only},
     });
 }
@@ -57,8 +64,12 @@ TEST_CASE("SET TRANSACTION READ ONLY is recognised; other SET TRANSACTION forms 
     check_rows({
         {.sql = "SET TRANSACTION READ ONLY", .read_only = true,
          .transaction = TransactionControl::set_transaction_read_only},
-        {.sql = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", .read_only = true,
+        {.sql = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", .read_only = true,
          .transaction = TransactionControl::set_transaction_read_only},
+        {.sql = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", .read_only = false,
+         .transaction = TransactionControl::other},
+        {.sql = "SET TRANSACTION READ ONLY ISOLATION LEVEL SERIALIZABLE DEFERRABLE", .read_only = false,
+         .transaction = TransactionControl::other},
         {.sql = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", .read_only = false,
          .transaction = TransactionControl::other},
         {.sql = "SET TRANSACTION READ WRITE", .read_only = false, .transaction = TransactionControl::other},
@@ -119,6 +130,17 @@ TEST_CASE("what a session cannot split pins it to the primary") {
         {.sql = "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", .read_only = false,
          .session_state = true, .pin = PinReason::session_read_write_default},
         {.sql = "RESET default_transaction_read_only", .read_only = false, .session_state = true},
+        // A standby refuses serializable transactions, so a session defaulting to them stays
+        // on the primary; other levels run on standbys.
+        {.sql = "SET default_transaction_isolation = 'serializable'", .read_only = false, .session_state = true,
+         .pin = PinReason::session_read_write_default},
+        {.sql = "SET default_transaction_isolation TO serializable", .read_only = false, .session_state = true,
+         .pin = PinReason::session_read_write_default},
+        {.sql = "SET SESSION default_transaction_isolation = 'SERIALIZABLE'", .read_only = false,
+         .session_state = true, .pin = PinReason::session_read_write_default},
+        {.sql = "SET default_transaction_isolation = 'repeatable read'", .read_only = false, .session_state = true},
+        {.sql = "SET LOCAL default_transaction_isolation = 'serializable'", .read_only = true},
+        {.sql = "RESET default_transaction_isolation", .read_only = false, .session_state = true},
     });
 }
 
