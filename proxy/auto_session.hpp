@@ -213,6 +213,7 @@ private:
     ReplyQueue close_replies_;
     bool savepoint_in_transaction_ = false;
     bool unit_failed_ = false;
+    std::string retry_sqlstate_;   // the standby's refusal a read is retried after ("": lost connection)
     std::size_t client_parses_completed_ = 0;   // ParseCompletes of the client's own Parses, this unit
     /// A pooled unit that only prepared and described was ended at its Flush with a Sync of
     /// pglane's own and failed: as a server would, skip the client's messages up to its Sync.

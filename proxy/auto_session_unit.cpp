@@ -43,12 +43,26 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_replayed_settings = 256;
 constexpr std::string_view read_only_transaction = "25006";
 constexpr std::string_view feature_not_supported = "0A000";
+constexpr std::string_view serialization_failure = "40001";
+constexpr std::string_view deadlock_detected = "40P01";
 
 // A server refuses to run a prepared statement whose result columns changed under it
 // (DDL since it was prepared): PostgreSQL's plancache raises 0A000 with this message.
 bool is_stale_plan(const protocol::ErrorFields& error) {
     return error.sqlstate == feature_not_supported && error.message.find("cached plan must not change result type") !=
                                                           std::string::npos;
+}
+
+// What a standby answers to a read its primary would run: a write it cannot run (25006: a
+// function that claims to read but writes), what recovery forbids (0A000: unlogged and
+// temporary relations, serializable transactions), and a read cancelled by a conflict with
+// recovery (40001, or 40P01 for a buffer-pin deadlock; in an autocommit read on a standby
+// nothing else raises them). Such a read, refused before any result reached the client, runs
+// again on the primary.
+bool refused_by_a_standby(const protocol::ErrorFields& error) {
+    if (error.sqlstate == feature_not_supported) return !is_stale_plan(error);
+    return error.sqlstate == read_only_transaction || error.sqlstate == serialization_failure ||
+           error.sqlstate == deadlock_detected;
 }
 
 
@@ -141,7 +155,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
         if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
     }
     if (std::get<Outcome>(outcome) == Outcome::retry_on_primary) {
-        log::info("read_retried_on_primary", {{"session", id_}, {"standby", server->address().name}});
+        log::info("read_retried_on_primary",
+                  {{"session", id_}, {"standby", server->address().name}, {"sqlstate", retry_sqlstate_}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
         auto primary = co_await primary_server();
         if (auto* why = std::get_if<Disconnect>(&primary)) co_return co_await fail_unit(unit, *why);
@@ -233,6 +248,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     parse_replies_.clear();
     close_replies_.clear();
     unit_failed_ = false;
+    retry_sqlstate_.clear();
     client_parses_completed_ = 0;
     // Only this unit's stream can hold a deferred BEGIN's answers: a unit that failed
     // before they came must not make this one's disappear.
@@ -350,7 +366,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                         // session is over; it gets pglane's 08006 with the reason instead.
                         farewell = fields->message;
                         swallow = true;
-                    } else if (may_retry && !forwarded_any && fields && fields->sqlstate == read_only_transaction) {
+                    } else if (may_retry && !forwarded_any && fields && refused_by_a_standby(*fields)) {
+                        retry_sqlstate_ = fields->sqlstate;
                         retrying = true;
                         swallow = true;
                         held.clear();

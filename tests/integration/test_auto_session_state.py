@@ -28,7 +28,11 @@ def setUpModule():
         DROP SEQUENCE IF EXISTS as_seq CASCADE; CREATE SEQUENCE as_seq;
         -- declared STABLE but calls nextval: pglane sends it to a standby, which refuses (25006)
         CREATE OR REPLACE FUNCTION as_stable_liar() RETURNS bigint LANGUAGE sql STABLE
-            AS $$ SELECT nextval('as_seq') $$;""")
+            AS $$ SELECT nextval('as_seq') $$;
+        -- a standby cannot read it (0A000): pglane runs the read again on the primary
+        DROP TABLE IF EXISTS as_unlogged CASCADE; CREATE UNLOGGED TABLE as_unlogged (x int);
+        INSERT INTO as_unlogged VALUES (42);
+        DROP TABLE IF EXISTS as_conflict; CREATE TABLE as_conflict (x int); INSERT INTO as_conflict VALUES (1);""")
     ac.settle(CLUSTER)
     PGLANE = ac.start_auto(CLUSTER)
 
@@ -331,6 +335,73 @@ class AutoSessionState(unittest.TestCase):
             before.get('pglane_read_retries_total{listener="auto"}', 0)
         self.assertGreaterEqual(retries, 3, "retries not counted in pglane_read_retries_total")
         self.assertEqual(value(cur, "SELECT 7"), 7)
+
+    def test_a_read_a_standby_cannot_run_is_retried_on_the_primary(self):
+        """A standby refuses to read an unlogged table ("cannot access temporary or unlogged
+        relations during recovery", 0A000). The read, autocommit and unseen by the client so
+        far, runs again on the primary: through simple and extended queries, and through a
+        view that hides the table."""
+        CLUSTER.sql("n0", "CREATE OR REPLACE VIEW as_unlogged_view AS SELECT x FROM as_unlogged")
+        ac.settle(CLUSTER)
+        before = PGLANE.metrics()
+        cur = self.session().cursor()
+        for sql in ("SELECT x, current_setting('cluster_name') FROM as_unlogged",
+                    "SELECT x, current_setting('cluster_name') FROM as_unlogged_view"):
+            for _ in range(2):   # the reads take the standbys in turn
+                cur.execute(sql)
+                self.assertEqual(cur.fetchall(), [(42, "n0")], sql)
+        import psycopg
+        with psycopg.connect(PGLANE.auto_dsn(), autocommit=True) as conn:
+            for k in range(2):
+                got = conn.execute("SELECT x + %s FROM as_unlogged", (k,), prepare=True).fetchall()
+                self.assertEqual(got, [(42 + k,)])
+        self.assertTrue(ac.log_lines(PGLANE, r"read_retried_on_primary.*sqlstate=0A000"),
+                        f"no read_retried_on_primary with sqlstate=0A000 in the log:\n{ac.log_tail(PGLANE)}")
+        retries = PGLANE.metrics().get('pglane_read_retries_total{listener="auto"}', 0) - \
+            before.get('pglane_read_retries_total{listener="auto"}', 0)
+        self.assertGreaterEqual(retries, 6, "retries not counted in pglane_read_retries_total")
+
+    def test_a_read_cancelled_by_a_conflict_with_recovery_is_retried_on_the_primary(self):
+        """A standby cancels a read that holds up the replay of the primary's WAL (here an ACCESS
+        EXCLUSIVE lock on the table it reads) after max_standby_streaming_delay, with 40001
+        "canceling statement due to conflict with recovery". A primary never does that to an
+        autocommit read: pglane runs the read again there, and the client gets its rows."""
+        import threading
+        standbys = sorted(STANDBYS)
+        for node in standbys:
+            CLUSTER.sql(node, "ALTER SYSTEM SET max_standby_streaming_delay = '100ms'")
+            CLUSTER.sql(node, "SELECT pg_reload_conf()")
+
+        def restore():
+            for node in standbys:
+                CLUSTER.sql(node, "ALTER SYSTEM RESET max_standby_streaming_delay")
+                CLUSTER.sql(node, "SELECT pg_reload_conf()")
+        self.addCleanup(restore)
+        time.sleep(0.3)   # the reload reached the startup processes
+        long_read = "SELECT count(*) FROM as_conflict, generate_series(1, 15000000) g"
+        conflicts = 0
+        for attempt in range(3):   # a run the lock missed (the read ended first) is tried again
+            cur = self.session().cursor()
+            got = {}
+
+            def read():
+                try:
+                    got["rows"] = value(cur, long_read)
+                except Exception as e:   # pragma: the assertion below names it
+                    got["error"] = e
+            reader = threading.Thread(target=read)
+            started = len(ac.log_lines(PGLANE, r"read_retried_on_primary.*sqlstate=40001"))
+            reader.start()
+            time.sleep(0.4)   # the read is running on a standby
+            CLUSTER.sql("n0", "BEGIN; LOCK TABLE as_conflict IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(0.5); COMMIT")
+            reader.join(60)
+            self.assertFalse(reader.is_alive(), "the read never finished")
+            self.assertNotIn("error", got, f"attempt {attempt}: the client saw {got.get('error')!r}")
+            self.assertEqual(got["rows"], 15000000)
+            conflicts += len(ac.log_lines(PGLANE, r"read_retried_on_primary.*sqlstate=40001")) - started
+            if conflicts:
+                break
+        self.assertGreater(conflicts, 0, f"no read was cancelled by a conflict in 3 tries:\n{ac.log_tail(PGLANE)}")
 
 
 if __name__ == "__main__":
