@@ -660,12 +660,16 @@ void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classifi
 
 asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
     // A lone BEGIN is answered by pglane and sent later with the transaction's first
-    // statement: if that is SET TRANSACTION READ ONLY, the transaction may run on a standby.
+    // statement, which decides where it runs: after BEGIN, SET TRANSACTION READ ONLY makes it
+    // a standby's; after BEGIN READ ONLY, SET TRANSACTION READ WRITE or ISOLATION LEVEL
+    // SERIALIZABLE makes it the primary's.
     if (kind_ != ListenerKind::auto_ || !unit.simple || unit.statements.size() != 1) co_return false;
     if (status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) co_return false;
     const routing::Classification& c = unit.statements.front();
-    if (c.transaction != routing::TransactionControl::begin || c.statement_count != 1) co_return false;
+    const bool read_only = c.transaction == routing::TransactionControl::begin_read_only;
+    if ((c.transaction != routing::TransactionControl::begin && !read_only) || c.statement_count != 1) co_return false;
     deferred_begin_ = unit.bytes;
+    deferred_read_only_ = read_only;
     status_ = protocol::TransactionStatus::in_transaction;
     std::string out;
     protocol::MessageWriter(out, 'C').cstring("BEGIN");

@@ -205,10 +205,13 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
     last_reason_ = routing::RouteReason::port;
     if (!deferred_begin_.empty()) {
         last_reason_ = routing::RouteReason::transaction;
-        bool read_only = !unit.statements.empty() &&
-                         unit.statements.front().transaction == routing::TransactionControl::set_transaction_read_only;
+        const routing::TransactionControl first =
+            unit.statements.empty() ? routing::TransactionControl::none : unit.statements.front().transaction;
+        const bool read_only = deferred_read_only_ ? first != routing::TransactionControl::set_transaction_primary
+                                                   : first == routing::TransactionControl::set_transaction_read_only;
         if (read_only) {
-            const routing::RouteDecision decision = router_.read_only_transaction("SET TRANSACTION READ ONLY");
+            const routing::RouteDecision decision =
+                router_.read_only_transaction(deferred_read_only_ ? "BEGIN READ ONLY" : "SET TRANSACTION READ ONLY");
             if (decision.destination == routing::Destination::standby) {
                 ServerConnection* standby = co_await choose_standby(decision);
                 if (standby) co_return standby;

@@ -136,8 +136,11 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
     services_.counters.add(server->node(), NodeCounter::units_routed_total);
     services_.counters.add(kind_, on_standby ? ListenerCounter::units_to_standby_total : ListenerCounter::units_to_primary_total);
     routing::PinReason pin_before = router_.pin();
+    // A read-only transaction's first unit goes with the BEGIN pglane answered: refused by
+    // the standby, the two run again on the primary (the standby's transaction rolled back).
+    std::string opened_by = deferred_begin_;
     bool may_retry = on_standby && unit.complete && kind_ == ListenerKind::auto_ &&
-                     status_ == protocol::TransactionStatus::idle;
+                     (status_ == protocol::TransactionStatus::idle || !opened_by.empty());
     const bool replan = may_replan(unit);
     auto outcome = co_await execute(unit, *server, may_retry, replan);
     if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
@@ -158,6 +161,14 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
         log::info("read_retried_on_primary",
                   {{"session", id_}, {"standby", server->address().name}, {"sqlstate", retry_sqlstate_}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
+        if (!opened_by.empty()) {
+            if (!server->broken()) {
+                HiddenResult rolled_back = co_await server->hidden_query("ROLLBACK");
+                if (!rolled_back.ok) server->mark_broken();
+            }
+            deferred_begin_ = std::move(opened_by);
+            status_ = protocol::TransactionStatus::in_transaction;
+        }
         auto primary = co_await primary_server();
         if (auto* why = std::get_if<Disconnect>(&primary)) co_return co_await fail_unit(unit, *why);
         outcome = co_await execute(unit, *std::get<ServerConnection*>(primary), false);

@@ -200,6 +200,7 @@ const char* to_string(TransactionControl transaction) {
     case TransactionControl::rollback: return "rollback";
     case TransactionControl::savepoint: return "savepoint";
     case TransactionControl::set_transaction_read_only: return "set_transaction_read_only";
+    case TransactionControl::set_transaction_primary: return "set_transaction_primary";
     case TransactionControl::prepare_transaction: return "prepare_transaction";
     case TransactionControl::other: return "other";
     }

@@ -30,8 +30,10 @@ enum class TransactionControl {
     rollback,                   // ROLLBACK / ABORT
     savepoint,                  // SAVEPOINT / RELEASE / ROLLBACK TO SAVEPOINT
     set_transaction_read_only,  // SET TRANSACTION READ ONLY
+    set_transaction_primary,    // SET TRANSACTION READ WRITE or ISOLATION LEVEL SERIALIZABLE (also as
+                                // SET transaction_isolation): a transaction no standby can run
     prepare_transaction,        // PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED
-    other,                      // SET TRANSACTION (anything but READ ONLY)
+    other,                      // any other SET TRANSACTION (an isolation level a standby runs, ...)
 };
 
 /// Why a session must stay on the primary from now on (until DISCARD ALL).

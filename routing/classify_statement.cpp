@@ -142,6 +142,17 @@ bool has_true_option(PgQuery__Node* const* options, std::size_t count, std::stri
     return result;
 }
 
+/// Whether `name` is among DefElem options, whatever its value.
+bool has_option(PgQuery__Node* const* options, std::size_t count, std::string_view name) {
+    for (std::size_t i = 0; i < count; ++i) {
+        const PgQuery__Node* option = options[i];
+        if (option != nullptr && option->node_case == PG_QUERY__NODE__NODE_DEF_ELEM &&
+            text(option->def_elem->defname) == name)
+            return true;
+    }
+    return false;
+}
+
 /// Whether transaction options (BEGIN, START TRANSACTION, SET TRANSACTION) ask for
 /// ISOLATION LEVEL SERIALIZABLE. A hot standby refuses that ("cannot use serializable mode
 /// in a hot standby"), so such a transaction runs on the primary even when READ ONLY.
@@ -257,12 +268,20 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
     if (name.starts_with("pglane.")) return classify_pglane_setting(set, out);
     const bool read_only_setting = name == "default_transaction_read_only" || name == "transaction_read_only";
     if (set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI && name == "TRANSACTION") {
-        const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only") &&
-                               !serializable_option(set.args, set.n_args);
-        out.transaction = read_only ? TransactionControl::set_transaction_read_only : TransactionControl::other;
+        const bool serializable = serializable_option(set.args, set.n_args);
+        const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only") && !serializable;
+        const bool read_write = has_option(set.args, set.n_args, "transaction_read_only") &&
+                                !has_true_option(set.args, set.n_args, "transaction_read_only");
+        out.transaction = read_only                     ? TransactionControl::set_transaction_read_only
+                          : serializable || read_write ? TransactionControl::set_transaction_primary
+                                                        : TransactionControl::other;
         out.read_only = read_only;
         out.reason = read_only ? "SET TRANSACTION READ ONLY" : "SET TRANSACTION";
         return;
+    }
+    if (name == "transaction_isolation" && set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE &&
+        set.n_args == 1 && names_serializable(set.args[0])) {
+        out.transaction = TransactionControl::set_transaction_primary;   // SET TRANSACTION's other spelling
     }
     if (set.is_local) {  // lasts until the end of the transaction, which stays on one node
         out.read_only = !read_only_setting;

@@ -174,6 +174,53 @@ class AutoRouting(unittest.TestCase):
         self.assertIn(node, STANDBYS)
         self.assertEqual(level, "repeatable read")
 
+    def test_the_first_statement_after_begin_read_only_can_move_the_transaction(self):
+        """BEGIN READ ONLY is answered by pglane and sent with the transaction's first
+        statement: SET TRANSACTION ISOLATION LEVEL SERIALIZABLE or READ WRITE there make it a
+        transaction no standby can run, so it runs on the primary; other levels stay on a
+        standby."""
+        isolation = "SELECT current_setting('cluster_name'), current_setting('transaction_isolation')"
+        for _ in range(2):
+            cur = self.fresh()
+            cur.execute("BEGIN READ ONLY")
+            cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            cur.execute(isolation)
+            self.assertEqual(cur.fetchone(), ("n0", "serializable"))
+            cur.execute("COMMIT")
+
+            cur.execute("BEGIN READ ONLY")
+            cur.execute("SET TRANSACTION READ WRITE")
+            cur.execute("INSERT INTO ar_t (v) VALUES (-1) RETURNING current_setting('cluster_name')")
+            self.assertEqual(cur.fetchone(), ("n0",))
+            cur.execute("ROLLBACK")
+
+            cur = self.fresh()
+            cur.execute("BEGIN READ ONLY")
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute(isolation)
+            node, level = cur.fetchone()
+            cur.execute("COMMIT")
+            self.assertIn(node, STANDBYS)
+            self.assertEqual(level, "repeatable read")
+
+    def test_a_read_only_transaction_a_standby_refuses_at_once_moves_to_the_primary(self):
+        """A standby cannot read an unlogged table. When that is the first statement of a
+        read-only transaction, the client has seen nothing but pglane's own answer to its
+        BEGIN: the transaction starts again on the primary and carries on there."""
+        CLUSTER.sql("n0", "DROP TABLE IF EXISTS ar_unlogged; CREATE UNLOGGED TABLE ar_unlogged (x int); "
+                          "INSERT INTO ar_unlogged VALUES (7)")
+        ac.settle(CLUSTER)
+        for _ in range(2):   # the transactions take the standbys in turn
+            cur = self.fresh()
+            cur.execute("BEGIN READ ONLY")
+            cur.execute("SELECT x, current_setting('cluster_name') FROM ar_unlogged")
+            self.assertEqual(cur.fetchall(), [(7, "n0")])
+            self.assertEqual(value(cur, "SELECT current_setting('transaction_read_only')"), "on")
+            self.assertEqual(nodes_of(cur, 2), ["n0", "n0"])
+            cur.execute("COMMIT")
+            # the standby's connection was rolled back: the session's next reads run there
+            self.assertTrue(set(nodes_of(cur, 4)) <= STANDBYS)
+
     def test_plain_begin_keeps_the_transaction_on_the_primary(self):
         cur = self.fresh()
         cur.execute("BEGIN")

@@ -66,13 +66,21 @@ TEST_CASE("SET TRANSACTION READ ONLY is recognised; other SET TRANSACTION forms 
          .transaction = TransactionControl::set_transaction_read_only},
         {.sql = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", .read_only = true,
          .transaction = TransactionControl::set_transaction_read_only},
+        // What no standby runs: a serializable or read-write transaction.
         {.sql = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", .read_only = false,
-         .transaction = TransactionControl::other},
+         .transaction = TransactionControl::set_transaction_primary},
         {.sql = "SET TRANSACTION READ ONLY ISOLATION LEVEL SERIALIZABLE DEFERRABLE", .read_only = false,
-         .transaction = TransactionControl::other},
+         .transaction = TransactionControl::set_transaction_primary},
         {.sql = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", .read_only = false,
+         .transaction = TransactionControl::set_transaction_primary},
+        {.sql = "SET TRANSACTION READ WRITE", .read_only = false,
+         .transaction = TransactionControl::set_transaction_primary},
+        {.sql = "SET transaction_isolation = 'serializable'", .read_only = false,
+         .transaction = TransactionControl::set_transaction_primary, .session_state = true},
+        // The rest of SET TRANSACTION leaves it to the BEGIN.
+        {.sql = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", .read_only = false,
          .transaction = TransactionControl::other},
-        {.sql = "SET TRANSACTION READ WRITE", .read_only = false, .transaction = TransactionControl::other},
+        {.sql = "SET TRANSACTION DEFERRABLE", .read_only = false, .transaction = TransactionControl::other},
     });
 }
 
