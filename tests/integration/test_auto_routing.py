@@ -166,13 +166,7 @@ class AutoRouting(unittest.TestCase):
             self.assertEqual(cur.fetchone(), ("n0", "serializable"))
             cur.execute("COMMIT")
         # The control: a read-only transaction at another level is a standby's.
-        cur = self.fresh()
-        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        cur.execute(isolation)
-        node, level = cur.fetchone()
-        cur.execute("COMMIT")
-        self.assertIn(node, STANDBYS)
-        self.assertEqual(level, "repeatable read")
+        self.assert_repeatable_read_on_a_standby("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def test_the_first_statement_after_begin_read_only_can_move_the_transaction(self):
         """BEGIN READ ONLY is answered by pglane and sent with the transaction's first
@@ -194,14 +188,17 @@ class AutoRouting(unittest.TestCase):
             self.assertEqual(cur.fetchone(), ("n0",))
             cur.execute("ROLLBACK")
 
-            cur = self.fresh()
-            cur.execute("BEGIN READ ONLY")
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(isolation)
-            node, level = cur.fetchone()
-            cur.execute("COMMIT")
-            self.assertIn(node, STANDBYS)
-            self.assertEqual(level, "repeatable read")
+            self.assert_repeatable_read_on_a_standby("BEGIN READ ONLY", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def assert_repeatable_read_on_a_standby(self, *opener):
+        cur = self.fresh()
+        for statement in opener:
+            cur.execute(statement)
+        cur.execute("SELECT current_setting('cluster_name'), current_setting('transaction_isolation')")
+        node, level = cur.fetchone()
+        cur.execute("COMMIT")
+        self.assertIn(node, STANDBYS, opener)
+        self.assertEqual(level, "repeatable read", opener)
 
     def test_a_read_only_transaction_a_standby_refuses_at_once_moves_to_the_primary(self):
         """A standby cannot read an unlogged table. When that is the first statement of a
