@@ -661,8 +661,8 @@ void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classifi
 asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
     // A lone BEGIN is answered by pglane and sent later with the transaction's first
     // statement, which decides where it runs: after BEGIN, SET TRANSACTION READ ONLY makes it
-    // a standby's; after BEGIN READ ONLY, SET TRANSACTION READ WRITE or ISOLATION LEVEL
-    // SERIALIZABLE makes it the primary's.
+    // a standby's (unless the BEGIN said SERIALIZABLE); after BEGIN READ ONLY, SET
+    // TRANSACTION READ WRITE or ISOLATION LEVEL SERIALIZABLE makes it the primary's.
     if (kind_ != ListenerKind::auto_ || !unit.simple || unit.statements.size() != 1) co_return false;
     if (status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) co_return false;
     const routing::Classification& c = unit.statements.front();
@@ -670,6 +670,7 @@ asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
     if ((c.transaction != routing::TransactionControl::begin && !read_only) || c.statement_count != 1) co_return false;
     deferred_begin_ = unit.bytes;
     deferred_read_only_ = read_only;
+    deferred_serializable_ = c.serializable;
     status_ = protocol::TransactionStatus::in_transaction;
     std::string out;
     protocol::MessageWriter(out, 'C').cstring("BEGIN");

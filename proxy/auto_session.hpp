@@ -207,6 +207,7 @@ private:
     std::vector<std::string> pending_settings_;  // SETs inside the open transaction: kept only if it commits
     std::string deferred_begin_;                 // a BEGIN answered by pglane, sent with the next unit
     bool deferred_read_only_ = false;            // ...and it said READ ONLY
+    bool deferred_serializable_ = false;         // ...or SERIALIZABLE, which no standby runs
     int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
     /// Parse and Close messages sent in the running unit, in order, true when pglane injected
     /// them: their ParseComplete/CloseComplete answers arrive in the same order.

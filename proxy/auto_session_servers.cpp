@@ -207,8 +207,9 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
         last_reason_ = routing::RouteReason::transaction;
         const routing::TransactionControl first =
             unit.statements.empty() ? routing::TransactionControl::none : unit.statements.front().transaction;
-        const bool read_only = deferred_read_only_ ? first != routing::TransactionControl::set_transaction_primary
-                                                   : first == routing::TransactionControl::set_transaction_read_only;
+        const bool read_only = !deferred_serializable_ &&
+                               (deferred_read_only_ ? first != routing::TransactionControl::set_transaction_primary
+                                                    : first == routing::TransactionControl::set_transaction_read_only);
         if (read_only) {
             const routing::RouteDecision decision =
                 router_.read_only_transaction(deferred_read_only_ ? "BEGIN READ ONLY" : "SET TRANSACTION READ ONLY");

@@ -66,6 +66,7 @@ void merge(Classification& whole, Classification&& part) {
     if (whole.transaction == TransactionControl::none) whole.transaction = part.transaction;
     whole.session_state = whole.session_state || part.session_state;
     whole.discard_all = whole.discard_all || part.discard_all;
+    whole.serializable = whole.serializable || part.serializable;
     if (whole.pin == PinReason::none) whole.pin = part.pin;
     if (whole.prepare_name.empty()) whole.prepare_name = std::move(part.prepare_name);
     if (whole.execute_name.empty()) {

@@ -62,6 +62,8 @@ struct Classification {
     TransactionControl transaction = TransactionControl::none;
     bool session_state = false;  // SET/RESET (not LOCAL), DISCARD, LOAD, set_config(..., false)
     bool discard_all = false;
+    /// BEGIN / START / SET TRANSACTION ... ISOLATION LEVEL SERIALIZABLE: no standby runs it.
+    bool serializable = false;
     PinReason pin = PinReason::none;
     std::string prepare_name;  // SQL PREPARE name (read_only/functions describe the inner statement)
     /// SQL EXECUTE name (also from EXPLAIN [ANALYZE] EXECUTE name). An EXECUTE is never

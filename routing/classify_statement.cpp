@@ -216,11 +216,12 @@ void classify_transaction(const PgQuery__TransactionStmt& statement, Classificat
     switch (statement.kind) {
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
+        out.serializable = serializable_option(statement.options, statement.n_options);
         if (!has_true_option(statement.options, statement.n_options, "transaction_read_only")) {
             out.transaction = TransactionControl::begin;
             out.read_only = false;
             out.reason = "BEGIN";
-        } else if (serializable_option(statement.options, statement.n_options)) {
+        } else if (out.serializable) {
             out.transaction = TransactionControl::begin;
             out.read_only = false;
             out.reason = "BEGIN SERIALIZABLE READ ONLY";
@@ -269,6 +270,7 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
     const bool read_only_setting = name == "default_transaction_read_only" || name == "transaction_read_only";
     if (set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI && name == "TRANSACTION") {
         const bool serializable = serializable_option(set.args, set.n_args);
+        out.serializable = serializable;
         const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only") && !serializable;
         const bool read_write = has_option(set.args, set.n_args, "transaction_read_only") &&
                                 !has_true_option(set.args, set.n_args, "transaction_read_only");
@@ -282,6 +284,7 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
     if (name == "transaction_isolation" && set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE &&
         set.n_args == 1 && names_serializable(set.args[0])) {
         out.transaction = TransactionControl::set_transaction_primary;   // SET TRANSACTION's other spelling
+        out.serializable = true;
     }
     if (set.is_local) {  // lasts until the end of the transaction, which stays on one node
         out.read_only = !read_only_setting;

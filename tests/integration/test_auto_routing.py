@@ -137,7 +137,9 @@ class AutoRouting(unittest.TestCase):
         isolation = "SELECT current_setting('cluster_name'), current_setting('transaction_isolation')"
         openers = ["BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
                    "START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE, DEFERRABLE",
-                   "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY"]
+                   "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY",
+                   "BEGIN ISOLATION LEVEL SERIALIZABLE; SET TRANSACTION READ ONLY"]
+        retried = len(ac.log_lines(PGLANE, r"read_retried_on_primary"))
         for opener in openers:
             for _ in range(2):   # the read-only units take the standbys in turn
                 cur = self.fresh()
@@ -146,6 +148,8 @@ class AutoRouting(unittest.TestCase):
                 cur.execute(isolation)
                 self.assertEqual(cur.fetchone(), ("n0", "serializable"), opener)
                 cur.execute("COMMIT")
+        # Straight to the primary: no standby was tried first (and refused).
+        self.assertEqual(len(ac.log_lines(PGLANE, r"read_retried_on_primary")), retried)
         # psycopg2's set_session opens each transaction with one BEGIN carrying both options.
         conn = ac.connect(PGLANE, autocommit=False)
         self.addCleanup(conn.close)

@@ -38,6 +38,13 @@ TEST_CASE("BEGIN starts a read-write transaction unless it says READ ONLY") {
         {.sql = "BEGIN READ ONLY, ISOLATION LEVEL READ COMMITTED", .read_only = true,
          .transaction = TransactionControl::begin_read_only},
     });
+    // A later SET TRANSACTION READ ONLY cannot move a serializable transaction to a standby.
+    CHECK(classify("BEGIN ISOLATION LEVEL SERIALIZABLE").serializable);
+    CHECK(classify("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY").serializable);
+    CHECK(classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").serializable);
+    CHECK(classify("SET transaction_isolation = serializable").serializable);
+    CHECK_FALSE(classify("BEGIN ISOLATION LEVEL REPEATABLE READ").serializable);
+    CHECK_FALSE(classify("BEGIN").serializable);
 }
 
 TEST_CASE("transaction ends and savepoints are recognised") {
