@@ -116,6 +116,7 @@ private:
     [[nodiscard]] std::optional<Disconnect> take_client_message(Unit& unit, char tag, protocol::Bytes body,
                                                                 protocol::Bytes raw);
     void need_deallocated_statement(Unit& unit, const routing::Classification& c);
+    void keep_off_standbys(const Unit& unit);
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
     asio::awaitable<bool> answer_deallocate(const Unit& unit);
     asio::awaitable<bool> defer_begin(const Unit& unit);

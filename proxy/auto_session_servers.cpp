@@ -205,11 +205,19 @@ asio::awaitable<std::variant<ServerConnection*, Disconnect>> AutoSession::choose
     last_reason_ = routing::RouteReason::port;
     if (!deferred_begin_.empty()) {
         last_reason_ = routing::RouteReason::transaction;
-        const routing::TransactionControl first =
-            unit.statements.empty() ? routing::TransactionControl::none : unit.statements.front().transaction;
-        const bool read_only = !deferred_serializable_ &&
-                               (deferred_read_only_ ? first != routing::TransactionControl::set_transaction_primary
-                                                    : first == routing::TransactionControl::set_transaction_read_only);
+        // After BEGIN READ ONLY the first statement keeps the transaction on a standby unless
+        // it makes it read-write or serializable, or is known not to run there (a write, or
+        // a statement a standby refused before: keep_off_standbys). SETs and other SET
+        // TRANSACTION forms run on a standby.
+        const routing::Classification* first = unit.statements.empty() ? nullptr : &unit.statements.front();
+        const bool stays_read_only = first == nullptr ||
+                                     (first->transaction != routing::TransactionControl::set_transaction_primary &&
+                                      (first->read_only || first->session_state ||
+                                       first->transaction == routing::TransactionControl::other));
+        const bool read_only =
+            !deferred_serializable_ &&
+            (deferred_read_only_ ? stays_read_only
+                                 : first && first->transaction == routing::TransactionControl::set_transaction_read_only);
         if (read_only) {
             const routing::RouteDecision decision =
                 router_.read_only_transaction(deferred_read_only_ ? "BEGIN READ ONLY" : "SET TRANSACTION READ ONLY");

@@ -161,6 +161,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
         log::info("read_retried_on_primary",
                   {{"session", id_}, {"standby", server->address().name}, {"sqlstate", retry_sqlstate_}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
+        if (retry_sqlstate_ == feature_not_supported) keep_off_standbys(unit);
         if (!opened_by.empty()) {
             if (!server->broken()) {
                 HiddenResult rolled_back = co_await server->hidden_query("ROLLBACK");
@@ -181,6 +182,33 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
         log::info("session_pinned", {{"session", id_}, {"reason", routing::to_string(router_.pin())}});
     }
     co_return std::nullopt;
+}
+
+void AutoSession::keep_off_standbys(const Unit& unit) {
+    // What a standby cannot run by its very text (an unlogged or temporary table: 0A000) is
+    // remembered in the worker's classification cache: that statement, and every statement
+    // of its shape, goes to the primary from now on without a refused attempt first. Only a
+    // unit of one statement says which statement it was.
+    static constexpr std::string_view why = "a standby refused it (0A000)";
+    if (unit.executed.size() != 1) return;
+    if (unit.simple) {
+        if (auto sql = protocol::read_query(protocol::as_bytes(unit.bytes).subspan(5)))
+            services_.classifications.mark_not_for_standbys(*sql, why);
+        return;
+    }
+    const std::string* name = nullptr;   // the one statement the unit Parses and Binds
+    for (const auto* names : {&unit.parses, &unit.needs_statement}) {
+        for (const std::string& n : *names) {
+            if (name && *name != n) return;
+            name = &n;
+        }
+    }
+    if (!name) return;
+    auto it = statements_.find(*name);
+    if (it == statements_.end()) return;
+    it->second.classification.read_only = false;
+    it->second.classification.reason.assign(why);
+    services_.classifications.mark_not_for_standbys(it->second.query, why);
 }
 
 asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, ServerConnection& server) {

@@ -83,6 +83,20 @@ const Classification& ClassificationCache::classify(std::string_view sql) {
     return insert(std::string(sql), timed_classify(sql));
 }
 
+bool ClassificationCache::mark_not_for_standbys(std::string_view sql, std::string_view reason) {
+    auto found = index_.find(sql);
+    if (found == index_.end() && sql.size() <= max_statement_bytes_ && mask_literals(sql, shape_))
+        found = index_.find(std::string_view(shape_));
+    if (found == index_.end()) return false;
+    Entry& entry = *found->second;
+    entry.classification.read_only = false;
+    entry.classification.reason.assign(reason);
+    bytes_ -= entry.bytes;
+    entry.bytes = footprint(entry.sql, entry.classification);
+    bytes_ += entry.bytes;
+    return true;
+}
+
 const Classification& ClassificationCache::insert(std::string key, Classification classification) {
     Entry entry;
     entry.sql = std::move(key);

@@ -28,6 +28,9 @@ public:
 
     /// The classification of `sql`. The reference stays valid until the next call.
     [[nodiscard]] const Classification& classify(std::string_view sql);
+    /// A standby refused to run `sql` (an unlogged table, say): from now on it and every
+    /// statement of its shape are not read-only, with `reason`. False when not cached.
+    bool mark_not_for_standbys(std::string_view sql, std::string_view reason);
 
     [[nodiscard]] std::uint64_t hits() const { return hits_; }
     [[nodiscard]] std::uint64_t misses() const { return misses_; }

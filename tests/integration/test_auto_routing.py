@@ -211,7 +211,8 @@ class AutoRouting(unittest.TestCase):
         CLUSTER.sql("n0", "DROP TABLE IF EXISTS ar_unlogged; CREATE UNLOGGED TABLE ar_unlogged (x int); "
                           "INSERT INTO ar_unlogged VALUES (7)")
         ac.settle(CLUSTER)
-        for _ in range(2):   # the transactions take the standbys in turn
+        retried = len(ac.log_lines(PGLANE, r"read_retried_on_primary"))
+        for _ in range(3):   # the transactions would take the standbys in turn
             cur = self.fresh()
             cur.execute("BEGIN READ ONLY")
             cur.execute("SELECT x, current_setting('cluster_name') FROM ar_unlogged")
@@ -221,6 +222,9 @@ class AutoRouting(unittest.TestCase):
             cur.execute("COMMIT")
             # the standby's connection was rolled back: the session's next reads run there
             self.assertTrue(set(nodes_of(cur, 4)) <= STANDBYS)
+        # Once refused, the statement opens its read-only transactions on the primary at once
+        # (on the worker that saw the refusal; the sessions are spread over two workers).
+        self.assertIn(len(ac.log_lines(PGLANE, r"read_retried_on_primary")) - retried, (1, 2))
 
     def test_plain_begin_keeps_the_transaction_on_the_primary(self):
         cur = self.fresh()

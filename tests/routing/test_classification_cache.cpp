@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+using pglane::routing::Classification;
 using pglane::routing::ClassificationCache;
 
 TEST_CASE("the first classification of a text misses and repeats hit") {
@@ -145,4 +146,18 @@ TEST_CASE("classification works from several threads at once, one cache per thre
     }
     for (auto& worker : workers) worker.join();
     CHECK(wrong == std::vector<int>(4, 0));
+}
+
+TEST_CASE("a statement a standby refused stays off the standbys, with every statement of its shape") {
+    ClassificationCache cache;
+    REQUIRE(cache.classify("SELECT x FROM cache_table WHERE k = 1").read_only);
+    REQUIRE(cache.classify("SELECT 1").read_only);
+    CHECK(cache.mark_not_for_standbys("SELECT x FROM cache_table WHERE k = 1", "refused by a standby (0A000)"));
+    const Classification& again = cache.classify("SELECT x FROM cache_table WHERE k = 1");
+    CHECK_FALSE(again.read_only);
+    CHECK(again.reason == "refused by a standby (0A000)");
+    CHECK_FALSE(cache.classify("SELECT x FROM cache_table WHERE k = 42").read_only);   // same shape
+    CHECK(cache.classify("SELECT 1").read_only);                                       // others stay
+    CHECK_FALSE(cache.mark_not_for_standbys("SELECT y FROM never_classified", "x"));
+    CHECK(cache.misses() == 2);
 }
