@@ -76,6 +76,15 @@ Disconnect server_lost(const ServerConnection& server, std::string_view farewell
                                   "server_lost");
 }
 
+// The CommandComplete of a BEGIN inside a unit: pgjdbc sends BEGIN (READ ONLY) together with
+// a transaction's first query. Held back like a description, so that a refusal of the query
+// can still be retried on the primary unseen.
+bool begins_a_transaction(const protocol::Frame& frame) {
+    if (frame.tag != 'C') return false;
+    const std::string_view tag = protocol::as_text(frame.body);
+    return tag == std::string_view("BEGIN\0", 6) || tag == std::string_view("START TRANSACTION\0", 18);
+}
+
 bool is_fatal(const protocol::ErrorFields& error) {
     return error.severity == "FATAL" || error.severity == "PANIC";
 }
@@ -162,11 +171,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
                   {{"session", id_}, {"standby", server->address().name}, {"sqlstate", retry_sqlstate_}});
         services_.counters.add(kind_, ListenerCounter::read_retries_total);
         if (retry_sqlstate_ == feature_not_supported) keep_off_standbys(unit);
-        if (!opened_by.empty()) {
-            if (!server->broken()) {
-                HiddenResult rolled_back = co_await server->hidden_query("ROLLBACK");
-                if (!rolled_back.ok) server->mark_broken();
-            }
+        if (!opened_by.empty()) {   // execute() rolled the standby's transaction back
             deferred_begin_ = std::move(opened_by);
             status_ = protocol::TransactionStatus::in_transaction;
         }
@@ -362,9 +367,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             bool swallow = retrying;
             if (holding) {
                 // Descriptions come before a statement runs: keep them back until a result
-                // shows the standby accepted it, so a 25006 can still be retried unseen.
+                // shows the standby accepted it, so a refusal can still be retried unseen.
                 bool description = step.kind == protocol::RelayCursor::Kind::message &&
-                                   std::string_view("12tTnS").find(step.frame.tag) != std::string_view::npos;
+                                   (std::string_view("12tTnS").find(step.frame.tag) != std::string_view::npos ||
+                                    begins_a_transaction(step.frame));
                 bool refusal = step.kind == protocol::RelayCursor::Kind::message && step.frame.tag == 'E';
                 if (description) {
                     bool injected_answer = false;
@@ -451,6 +457,12 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
             server.between_units = true;
             if (sync_at_flush) skip_until_sync_ = unit_failed_;
             if (retrying) {
+                // The unit opened a transaction there (a BEGIN in it, or the deferred one):
+                // it ends before the unit runs again.
+                if (status_ != protocol::TransactionStatus::idle && !server.broken()) {
+                    HiddenResult rolled_back = co_await server.hidden_query("ROLLBACK");
+                    if (!rolled_back.ok) server.mark_broken();
+                }
                 status_ = before;
                 co_return replanning ? Outcome::replan : Outcome::retry_on_primary;
             }

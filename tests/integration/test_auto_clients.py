@@ -26,7 +26,9 @@ def setUpModule():
     CLUSTER.sql("n0", """
         DROP TABLE IF EXISTS ac_copy; CREATE TABLE ac_copy (id int PRIMARY KEY, v text);
         DROP TABLE IF EXISTS ac_node; CREATE TABLE ac_node (id serial PRIMARY KEY, v text);
-        DROP TABLE IF EXISTS ac_java; CREATE TABLE ac_java (id serial PRIMARY KEY, v text);""")
+        DROP TABLE IF EXISTS ac_java; CREATE TABLE ac_java (id serial PRIMARY KEY, v text);
+        DROP TABLE IF EXISTS ac_java_unlogged;
+        CREATE UNLOGGED TABLE ac_java_unlogged (v int); INSERT INTO ac_java_unlogged VALUES (7);""")
     ac.settle(CLUSTER)
     PGLANE = ac.start_auto(CLUSTER)
 
@@ -181,6 +183,13 @@ class AutoJava(unittest.TestCase):
                          f"server-prepared executions did not spread over the standbys: {prepared}")
         self.assertEqual(tx, ["n0", "n0"])
         self.assertIn(["txvalue", "from", "java"], lines)
+        # Read-only transactions as Spring's @Transactional(readOnly = true) runs them:
+        # pgjdbc sends BEGIN READ ONLY with the first query. One reads an unlogged table,
+        # which a standby refuses: the transaction runs on the primary, unseen by pgjdbc.
+        ro = [l[1:] for l in lines if l[0] == "rotx"]
+        self.assertEqual(len(ro), 3, result.stdout)
+        self.assertTrue(all(r[0] in STANDBYS and r[1] == "on" for r in ro), f"read-only transactions: {ro}")
+        self.assertIn(["unlogged", "7", "n0", "on"], lines)
         self.assertEqual(lines[-1], ["done"])
 
 

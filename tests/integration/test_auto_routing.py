@@ -226,6 +226,27 @@ class AutoRouting(unittest.TestCase):
         # (on the worker that saw the refusal; the sessions are spread over two workers).
         self.assertIn(len(ac.log_lines(PGLANE, r"read_retried_on_primary")) - retried, (1, 2))
 
+    def test_a_unit_that_opens_a_read_only_transaction_moves_to_the_primary_when_refused(self):
+        """BEGIN READ ONLY in the same unit as the first query (pgjdbc's way; here a psycopg 3
+        pipeline up to one Sync): the BEGIN's CommandComplete is held back with the
+        descriptions, so when the standby refuses the query (an unlogged table) nothing has
+        reached the client, the standby's transaction is rolled back and the unit runs on the
+        primary."""
+        import psycopg
+        CLUSTER.sql("n0", "DROP TABLE IF EXISTS ar_unlogged_unit; CREATE UNLOGGED TABLE ar_unlogged_unit (x int); "
+                          "INSERT INTO ar_unlogged_unit VALUES (9)")
+        ac.settle(CLUSTER)
+        with psycopg.connect(PGLANE.auto_dsn(), autocommit=True) as conn:
+            with conn.pipeline():
+                conn.execute("BEGIN READ ONLY")
+                cur = conn.execute("SELECT x, current_setting('cluster_name'), "
+                                   "current_setting('transaction_read_only') FROM ar_unlogged_unit")
+                conn.execute("COMMIT")
+            self.assertEqual(cur.fetchall(), [(9, "n0", "on")])
+            # the standby's connection was rolled back: the session reads there again
+            nodes = [conn.execute(NODE_SQL).fetchone()[0] for _ in range(4)]
+            self.assertTrue(set(nodes) <= STANDBYS, nodes)
+
     def test_plain_begin_keeps_the_transaction_on_the_primary(self):
         cur = self.fresh()
         cur.execute("BEGIN")

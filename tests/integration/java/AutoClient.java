@@ -1,6 +1,7 @@
 // pgjdbc through pglane's auto port: reads, a PreparedStatement run more than
 // prepareThreshold (5) times so pgjdbc switches to a named server-side statement, and a
-// transaction. Prints "key value..." lines for tests/integration/test_auto_clients.py.
+// transaction, and read-only transactions (one of them on an unlogged table). Prints
+// "key value..." lines for tests/integration/test_auto_clients.py.
 import java.sql.*;
 
 public class AutoClient {
@@ -45,6 +46,24 @@ public class AutoClient {
                         }
                     }
                 }
+            }
+            c.commit();
+            // Read-only transactions (readOnlyMode=transaction: BEGIN READ ONLY goes with the
+            // first query); the last reads an unlogged table, which no standby can read.
+            c.setReadOnly(true);
+            for (int i = 0; i < 3; i++) {
+                try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(
+                        "SELECT current_setting('cluster_name'), current_setting('transaction_read_only')")) {
+                    rs.next();
+                    System.out.println("rotx " + rs.getString(1) + " " + rs.getString(2));
+                }
+                c.commit();
+            }
+            try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(
+                    "SELECT v, current_setting('cluster_name'), current_setting('transaction_read_only') "
+                            + "FROM ac_java_unlogged")) {
+                rs.next();
+                System.out.println("unlogged " + rs.getInt(1) + " " + rs.getString(2) + " " + rs.getString(3));
             }
             c.commit();
             System.out.println("done");
