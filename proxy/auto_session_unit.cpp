@@ -13,6 +13,8 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace pglane::proxy {
 
 void Unit::clear(std::size_t keep_bytes) {
@@ -193,15 +195,19 @@ void AutoSession::keep_off_standbys(const Unit& unit) {
     // What a standby cannot run by its very text (an unlogged or temporary table: 0A000) is
     // remembered in the worker's classification cache: that statement, and every statement
     // of its shape, goes to the primary from now on without a refused attempt first. Only a
-    // unit of one statement says which statement it was.
+    // unit of one statement (besides a BEGIN, as pgjdbc sends one with a read-only
+    // transaction's first query) says which statement it was.
     static constexpr std::string_view why = "a standby refused it (0A000)";
-    if (unit.executed.size() != 1) return;
+    const auto statements = std::count_if(unit.executed.begin(), unit.executed.end(), [](const auto& c) {
+        return c.transaction == routing::TransactionControl::none;
+    });
+    if (statements != 1) return;
     if (unit.simple) {
         if (auto sql = protocol::read_query(protocol::as_bytes(unit.bytes).subspan(5)))
             services_.classifications.mark_not_for_standbys(*sql, why);
         return;
     }
-    const std::string* name = nullptr;   // the one statement the unit Parses and Binds
+    const std::string* name = nullptr;   // the one statement name the unit Parses and Binds
     for (const auto* names : {&unit.parses, &unit.needs_statement}) {
         for (const std::string& n : *names) {
             if (name && *name != n) return;

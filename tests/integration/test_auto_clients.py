@@ -169,8 +169,10 @@ class AutoJava(unittest.TestCase):
         result = subprocess.run(["javac", "-cp", self.JAR, "-d", build, source], capture_output=True, text=True,
                                 timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
+        retries = PGLANE.metrics().get('pglane_read_retries_total{listener="auto"}', 0)
         result = subprocess.run(["java", "-cp", f"{build}:{self.JAR}", "AutoClient", str(PGLANE.auto_port)],
                                 capture_output=True, text=True, timeout=120)
+        retries = PGLANE.metrics().get('pglane_read_retries_total{listener="auto"}', 0) - retries
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr + ac.log_tail(PGLANE))
         lines = [line.split() for line in result.stdout.splitlines()]
         reads = [l[1] for l in lines if l[0] == "read"]
@@ -189,7 +191,8 @@ class AutoJava(unittest.TestCase):
         ro = [l[1:] for l in lines if l[0] == "rotx"]
         self.assertEqual(len(ro), 3, result.stdout)
         self.assertTrue(all(r[0] in STANDBYS and r[1] == "on" for r in ro), f"read-only transactions: {ro}")
-        self.assertIn(["unlogged", "7", "n0", "on"], lines)
+        self.assertEqual([l for l in lines if l[0] == "unlogged"], [["unlogged", "7", "n0", "on"]] * 2)
+        self.assertEqual(retries, 1, "the refused query was not remembered: the second transaction tried a standby")
         self.assertEqual(lines[-1], ["done"])
 
 
