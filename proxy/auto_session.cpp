@@ -663,20 +663,65 @@ asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
     // statement, which decides where it runs: after BEGIN, SET TRANSACTION READ ONLY makes it
     // a standby's (unless the BEGIN said SERIALIZABLE); after BEGIN READ ONLY, SET
     // TRANSACTION READ WRITE or ISOLATION LEVEL SERIALIZABLE makes it the primary's.
-    if (kind_ != ListenerKind::auto_ || !unit.simple || unit.statements.size() != 1) co_return false;
+    if (kind_ != ListenerKind::auto_ || unit.executed.size() != 1 || !unit.complete) co_return false;
     if (status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) co_return false;
-    const routing::Classification& c = unit.statements.front();
+    const routing::Classification& c = unit.executed.front();
     const bool read_only = c.transaction == routing::TransactionControl::begin_read_only;
     if ((c.transaction != routing::TransactionControl::begin && !read_only) || c.statement_count != 1) co_return false;
+    std::string out;
+    if (!answer_lone_begin(unit, out)) co_return false;
     deferred_begin_ = unit.bytes;
     deferred_read_only_ = read_only;
     deferred_serializable_ = c.serializable;
     status_ = protocol::TransactionStatus::in_transaction;
-    std::string out;
-    protocol::MessageWriter(out, 'C').cstring("BEGIN");
     protocol::append_ready_for_query(out, status_);
     (void)co_await write_client(out);
     co_return true;
+}
+
+bool AutoSession::answer_lone_begin(const Unit& unit, std::string& out) const {
+    // What a server answers to the unit up to its ReadyForQuery: a Query, or the extended
+    // protocol as libpq's PQsendQueryParams sends it (psycopg 3 outside autocommit): Parse,
+    // Bind, Describe and Execute of the unnamed statement and portal, then Sync.
+    if (unit.simple) {
+        protocol::MessageWriter(out, 'C').cstring("BEGIN");
+        return true;
+    }
+    protocol::Bytes rest = protocol::as_bytes(unit.bytes);
+    while (!rest.empty()) {
+        protocol::Frame frame = protocol::frame_message(rest, services_.config.limits.max_message_bytes);
+        if (frame.status != protocol::FrameStatus::message) return false;
+        switch (frame.tag) {
+            case 'P': {
+                auto parse = protocol::read_parse(frame.body);
+                if (!parse || !parse->statement.empty()) return false;
+                protocol::MessageWriter(out, '1');
+                break;
+            }
+            case 'B': {
+                auto bind = protocol::read_bind(frame.body);
+                if (!bind || !bind->portal.empty() || !bind->statement.empty()) return false;
+                protocol::MessageWriter(out, '2');
+                break;
+            }
+            case 'D': {
+                auto describe = protocol::read_describe(frame.body);
+                if (!describe || describe->target != 'P' || !describe->name.empty()) return false;
+                protocol::MessageWriter(out, 'n');
+                break;
+            }
+            case 'E': {
+                auto execute = protocol::read_execute(frame.body);
+                if (!execute || !execute->portal.empty()) return false;
+                protocol::MessageWriter(out, 'C').cstring("BEGIN");
+                break;
+            }
+            case 'S': break;   // its ReadyForQuery is the caller's
+            default: return false;
+        }
+        rest = rest.subspan(frame.size);
+    }
+    return true;
 }
 
 asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {

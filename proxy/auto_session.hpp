@@ -120,6 +120,7 @@ private:
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
     asio::awaitable<bool> answer_deallocate(const Unit& unit);
     asio::awaitable<bool> defer_begin(const Unit& unit);
+    [[nodiscard]] bool answer_lone_begin(const Unit& unit, std::string& out) const;
     asio::awaitable<std::optional<Disconnect>> relay_notifications(ServerConnection& server);
     // node choice
     asio::awaitable<std::variant<ServerConnection*, Disconnect>> choose_server(const Unit& unit);

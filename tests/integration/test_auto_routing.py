@@ -247,6 +247,32 @@ class AutoRouting(unittest.TestCase):
             nodes = [conn.execute(NODE_SQL).fetchone()[0] for _ in range(4)]
             self.assertTrue(set(nodes) <= STANDBYS, nodes)
 
+    def test_psycopg3_transactions_begin_with_the_extended_protocol(self):
+        """psycopg 3 outside autocommit opens each transaction with BEGIN alone, sent with the
+        extended protocol (Parse, Bind, Describe, Execute, Sync). pglane answers it as a server
+        would and sends it with the first query, as for a simple-query BEGIN: a read-only
+        transaction a standby refuses at its first query (an unlogged table) runs on the
+        primary, other read-only transactions on a standby, read-write ones on the primary."""
+        import psycopg
+        CLUSTER.sql("n0", "DROP TABLE IF EXISTS ar_unlogged_pg3; CREATE UNLOGGED TABLE ar_unlogged_pg3 (x int); "
+                          "INSERT INTO ar_unlogged_pg3 VALUES (5)")
+        ac.settle(CLUSTER)
+        with psycopg.connect(PGLANE.auto_dsn()) as conn:
+            conn.read_only = True
+            got = conn.execute("SELECT x, current_setting('cluster_name'), current_setting('transaction_read_only') "
+                               "FROM ar_unlogged_pg3").fetchall()
+            conn.commit()
+            self.assertEqual(got, [(5, "n0", "on")])
+            node, read_only = conn.execute(
+                "SELECT current_setting('cluster_name'), current_setting('transaction_read_only')").fetchone()
+            conn.commit()
+            self.assertIn(node, STANDBYS)
+            self.assertEqual(read_only, "on")
+            conn.read_only = False
+            row = conn.execute("INSERT INTO ar_t (v) VALUES (-5) RETURNING current_setting('cluster_name')").fetchone()
+            self.assertEqual(row, ("n0",))
+            conn.rollback()
+
     def test_plain_begin_keeps_the_transaction_on_the_primary(self):
         cur = self.fresh()
         cur.execute("BEGIN")
