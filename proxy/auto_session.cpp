@@ -516,9 +516,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 }
             } else {
                 unit.statements.push_back(c);
-                // (A lone DEALLOCATE is answered by pglane: answer_deallocate.)
-                if (!c.deallocate_name.empty() && sql_statements_.contains(c.deallocate_name))
-                    unit.sql_executes.push_back(c.deallocate_name);
+                need_deallocated_statement(unit, c);
             }
             unit.executed.insert(unit.executed.end(), unit.statements.begin() + static_cast<std::ptrdiff_t>(first_new),
                                  unit.statements.end());
@@ -644,15 +642,17 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
 }
 
 void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classification& c) {
-    // A statement lives on the nodes that ran it, so a DEALLOCATE sent with the extended
-    // protocol (psycopg 3 evicting from its statement cache) gets the statement onto the
-    // unit's node first, as an EXECUTE or a Bind of it would. Unknown names stay unknown:
-    // the server answers 26000.
+    // A statement lives on the nodes that ran it, so a DEALLOCATE a server runs (one of
+    // several statements in a Query, or sent with the extended protocol: psycopg 3 evicting
+    // from its statement cache) gets the statement onto the unit's node first, as an
+    // EXECUTE or a Bind of it would. A protocol-level statement is brought by a Parse ahead
+    // of the unit, which a Query cannot follow; a lone DEALLOCATE Query is answered by
+    // pglane (answer_deallocate). Unknown names stay unknown: the server answers 26000.
     const std::string& name = c.deallocate_name;
     if (name.empty()) return;
     if (sql_statements_.contains(name)) {
         unit.sql_executes.push_back(name);
-    } else if (statements_.contains(name) &&
+    } else if (!unit.simple && statements_.contains(name) &&
                std::find(unit.parses.begin(), unit.parses.end(), name) == unit.parses.end()) {
         unit.needs_statement.push_back(name);
     }

@@ -56,7 +56,7 @@ void apply_function_facts(const ParseTreeFacts& facts, Classification& out) {
     }
     if (facts.session_set_config) {
         out.session_state = true;
-        if (facts.sets_read_only_default) pin(out, PinReason::session_read_write_default);
+        if (facts.sets_transaction_default) pin(out, PinReason::session_read_write_default);
     }
     if (!facts.writer_function.empty()) demote(out, "volatile function " + facts.writer_function);
 }
@@ -131,40 +131,35 @@ bool names_serializable(const PgQuery__Node* node) {
     return lowered(constant_text(node)) == "serializable";
 }
 
-/// Looks for `name` among DefElem options; returns whether it is present and true.
-bool has_true_option(PgQuery__Node* const* options, std::size_t count, std::string_view name) {
-    bool result = false;
-    for (std::size_t i = 0; i < count; ++i) {
-        const PgQuery__Node* option = options[i];
-        if (option == nullptr || option->node_case != PG_QUERY__NODE__NODE_DEF_ELEM) continue;
-        if (text(option->def_elem->defname) == name) result = option_is_true(option->def_elem->arg);
-    }
-    return result;
-}
-
-/// Whether `name` is among DefElem options, whatever its value.
-bool has_option(PgQuery__Node* const* options, std::size_t count, std::string_view name) {
+/// The last DefElem named `name` among options, or null.
+const PgQuery__DefElem* find_option(PgQuery__Node* const* options, std::size_t count, std::string_view name) {
+    const PgQuery__DefElem* found = nullptr;
     for (std::size_t i = 0; i < count; ++i) {
         const PgQuery__Node* option = options[i];
         if (option != nullptr && option->node_case == PG_QUERY__NODE__NODE_DEF_ELEM &&
             text(option->def_elem->defname) == name)
-            return true;
+            found = option->def_elem;
     }
-    return false;
+    return found;
+}
+
+/// Whether `name` is among DefElem options and true.
+bool has_true_option(PgQuery__Node* const* options, std::size_t count, std::string_view name) {
+    const PgQuery__DefElem* option = find_option(options, count, name);
+    return option != nullptr && option_is_true(option->arg);
 }
 
 /// Whether transaction options (BEGIN, START TRANSACTION, SET TRANSACTION) ask for
 /// ISOLATION LEVEL SERIALIZABLE. A hot standby refuses that ("cannot use serializable mode
 /// in a hot standby"), so such a transaction runs on the primary even when READ ONLY.
 bool serializable_option(PgQuery__Node* const* options, std::size_t count) {
-    bool result = false;
-    for (std::size_t i = 0; i < count; ++i) {
-        const PgQuery__Node* option = options[i];
-        if (option == nullptr || option->node_case != PG_QUERY__NODE__NODE_DEF_ELEM) continue;
-        if (text(option->def_elem->defname) == "transaction_isolation")
-            result = names_serializable(option->def_elem->arg);
-    }
-    return result;
+    const PgQuery__DefElem* option = find_option(options, count, "transaction_isolation");
+    return option != nullptr && names_serializable(option->arg);
+}
+
+/// SET name = 'serializable' (any case).
+bool sets_serializable(const PgQuery__VariableSetStmt& set) {
+    return set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE && set.n_args == 1 && names_serializable(set.args[0]);
 }
 
 /// EXPLAIN without ANALYZE plans and runs nothing (volatile functions are never folded at
@@ -271,9 +266,9 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
     if (set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI && name == "TRANSACTION") {
         const bool serializable = serializable_option(set.args, set.n_args);
         out.serializable = serializable;
-        const bool read_only = has_true_option(set.args, set.n_args, "transaction_read_only") && !serializable;
-        const bool read_write = has_option(set.args, set.n_args, "transaction_read_only") &&
-                                !has_true_option(set.args, set.n_args, "transaction_read_only");
+        const PgQuery__DefElem* access = find_option(set.args, set.n_args, "transaction_read_only");
+        const bool read_only = access != nullptr && option_is_true(access->arg) && !serializable;
+        const bool read_write = access != nullptr && !option_is_true(access->arg);
         out.transaction = read_only                     ? TransactionControl::set_transaction_read_only
                           : serializable || read_write ? TransactionControl::set_transaction_primary
                                                         : TransactionControl::other;
@@ -281,8 +276,7 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
         out.reason = read_only ? "SET TRANSACTION READ ONLY" : "SET TRANSACTION";
         return;
     }
-    if (name == "transaction_isolation" && set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE &&
-        set.n_args == 1 && names_serializable(set.args[0])) {
+    if (name == "transaction_isolation" && sets_serializable(set)) {
         out.transaction = TransactionControl::set_transaction_primary;   // SET TRANSACTION's other spelling
         out.serializable = true;
     }
@@ -301,8 +295,7 @@ void classify_set(const PgQuery__VariableSetStmt& set, Classification& out) {
         pin(out, PinReason::session_read_write_default);
     } else if (read_only_setting && !is_reset) {
         pin(out, PinReason::session_read_write_default);
-    } else if (name == "default_transaction_isolation" && set.kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE &&
-               set.n_args == 1 && names_serializable(set.args[0])) {
+    } else if (name == "default_transaction_isolation" && sets_serializable(set)) {
         pin(out, PinReason::session_read_write_default);   // no standby runs a serializable transaction
     }
 }

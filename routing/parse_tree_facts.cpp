@@ -80,7 +80,7 @@ bool is_local_set_config(const PgQuery__FuncCall& call) {
 
 /// A transaction default a standby may not honour: read-write, or (whatever the value, which
 /// need not be a constant) the default isolation level, as SERIALIZABLE is refused there.
-bool names_read_only_default(const PgQuery__FuncCall& call) {
+bool names_transaction_default(const PgQuery__FuncCall& call) {
     if (call.n_args < 1) return false;
     const PgQuery__AConst* name = as_constant(call.args[0]);
     if (name == nullptr || name->val_case != PG_QUERY__A__CONST__VAL_SVAL) return false;
@@ -117,7 +117,7 @@ void note_function_call(const PgQuery__FuncCall& call, ParseTreeFacts& facts) {
         if (facts.writer_function.empty()) facts.writer_function = name;
         if (!is_local_set_config(call)) {
             facts.session_set_config = true;
-            facts.sets_read_only_default = facts.sets_read_only_default || names_read_only_default(call);
+            facts.sets_transaction_default = facts.sets_transaction_default || names_transaction_default(call);
         }
         break;
     }

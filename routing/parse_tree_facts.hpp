@@ -28,7 +28,7 @@ struct ParseTreeFacts {
     std::string writer_function;          // first function the table calls a writer
     std::string session_lock_function;    // first session-level advisory lock function
     bool session_set_config = false;      // set_config(..., false or not a constant)
-    bool sets_read_only_default = false;  // ...of default_transaction_read_only / transaction_read_only
+    bool sets_transaction_default = false;  // ...of [default_]transaction_read_only or default_transaction_isolation
     const char* locking_clause = nullptr; // "FOR UPDATE", "FOR SHARE", ... (first found)
     int modifying_statements = 0;         // INSERT/UPDATE/DELETE/MERGE nodes, root included
     bool into_clause = false;             // SELECT ... INTO
