@@ -261,6 +261,8 @@ def cluster_streaming(cluster, standbys=("n1", "n2"), primary="n0"):
 
 def all_routable(status, standbys=("n1", "n2"), primary="n0"):
     nodes = {n["name"]: n for n in status["nodes"]}
+    if primary not in nodes or any(s not in nodes for s in standbys):
+        return False   # e.g. the status of the round before a reload added the node
     return (status.get("primary") == primary and nodes[primary]["up"]
             and all(nodes[s]["up"] and nodes[s]["role"] == "standby" and not nodes[s]["held_back"]
                     for s in standbys))
