@@ -501,12 +501,23 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             unit.complete = true;
             const std::size_t first_new = unit.statements.size();
             const routing::Classification& c = classify(*sql);
-            if (!c.prepare_name.empty()) unit.sql_prepares.push_back(c.prepare_name);
+            if (!c.prepare_name.empty()) {
+                unit.sql_prepares.push_back(c.prepare_name);
+                // A name the client Parsed is taken: the node gets that statement, and
+                // refuses the PREPARE (42P05) as PostgreSQL does.
+                need_protocol_statement(unit, c.prepare_name);
+            }
             if (!c.execute_name.empty()) {
                 unit.sql_executes.push_back(c.execute_name);
-                auto it = sql_statements_.find(c.execute_name);
-                unit.statements.push_back(it != sql_statements_.end() ? it->second.classification
-                                                                      : unknown_statement("EXECUTE of an unknown statement"));
+                if (auto it = sql_statements_.find(c.execute_name); it != sql_statements_.end()) {
+                    unit.statements.push_back(it->second.classification);
+                } else if (auto parsed = statements_.find(c.execute_name); parsed != statements_.end()) {
+                    // EXECUTE of a statement the client Parsed: one namespace holds both.
+                    unit.statements.push_back(parsed->second.classification);
+                    need_protocol_statement(unit, c.execute_name);
+                } else {
+                    unit.statements.push_back(unknown_statement("EXECUTE of an unknown statement"));
+                }
                 // The EXECUTE's own parameters may call functions (EXECUTE p(nextval('s'))):
                 // route them as a statement of their own.
                 if (c.session_state || !c.parameters_read_only || !c.functions.empty()) {
@@ -540,6 +551,16 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                     parse = protocol::read_parse(body);
                     if (!parse) return malformed("Parse");
                 }
+            }
+            if (!parse->statement.empty() && !statements_.contains(std::string(parse->statement)) &&
+                sql_statements_.contains(std::string(parse->statement))) {
+                // SQL PREPARE holds this name: PostgreSQL refuses the Parse (42P05). The node
+                // gets the PREPAREd statement, then this Parse under the client's name.
+                unit.sql_executes.emplace_back(parse->statement);
+                if (renames) unit.bytes.append(protocol::as_text(raw));
+                unit.statements.push_back(c);
+                unit.reply_order.push_back('P');
+                return std::nullopt;
             }
             const bool parsed_here =
                 std::find(unit.parses.begin(), unit.parses.end(), parse->statement) != unit.parses.end();
@@ -599,8 +620,22 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             if (tag == 'B' && services_.pools && bind_result_format_count(body).value_or(2) > 1)
                 unit.per_column_formats = true;
             bool parsed_here = std::find(unit.parses.begin(), unit.parses.end(), name) != unit.parses.end();
-            if (!parsed_here) unit.needs_statement.emplace_back(name);
             auto it = statements_.find(std::string(name));
+            if (it == statements_.end() && !parsed_here && !name.empty()) {
+                // A statement SQL PREPARE made (one namespace holds both), or no statement
+                // at all: the node gets the PREPARE replayed, or loses a copy the session
+                // dropped since, so that it answers 26000 as it should.
+                unit.sql_executes.emplace_back(name);
+                if (tag == 'B') {
+                    auto prepared = sql_statements_.find(std::string(name));
+                    unit.statements.push_back(prepared != sql_statements_.end()
+                                                  ? prepared->second.classification
+                                                  : unknown_statement("Bind of an unknown statement"));
+                    unit.executed.push_back(unit.statements.back());
+                }
+                return std::nullopt;
+            }
+            if (!parsed_here) unit.needs_statement.emplace_back(name);
             if (tag == 'B') {
                 unit.statements.push_back(it != statements_.end() ? it->second.classification
                                                                   : unknown_statement("Bind of an unknown statement"));
@@ -619,7 +654,9 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             if (close->target == 'S') {
                 const std::string name(close->name);
                 unit.closes.push_back(server_name_of(name));
-                statements_.erase(name);
+                // Close drops a statement SQL PREPARE made too, when the client has not
+                // Parsed one of that name (other nodes' copies go when the name is next used).
+                if (statements_.erase(name) == 0) sql_statements_.erase(name);
             }
             unit.reply_order.push_back('C');  // portal or statement: both answer CloseComplete
             return std::nullopt;
@@ -655,7 +692,20 @@ void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classifi
     } else if (!unit.simple && statements_.contains(name) &&
                std::find(unit.parses.begin(), unit.parses.end(), name) == unit.parses.end()) {
         unit.needs_statement.push_back(name);
+    } else if (unit.simple) {
+        need_protocol_statement(unit, name);
     }
+}
+
+void AutoSession::need_protocol_statement(Unit& unit, const std::string& name) {
+    // A Query that names a statement the client Parsed (EXECUTE, DEALLOCATE, a PREPARE of
+    // the same name) gets it onto the unit's node first: injections() sends its Parse with
+    // a Sync of pglane's own ahead of the Query, whose answers the client never sees. Under
+    // pooling a server knows the statement by its pooled name, which the SQL does not say:
+    // there the server answers as if the name were free.
+    if (services_.pools || !statements_.contains(name)) return;
+    if (std::find(unit.needs_statement.begin(), unit.needs_statement.end(), name) != unit.needs_statement.end()) return;
+    unit.needs_statement.push_back(name);
 }
 
 asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {

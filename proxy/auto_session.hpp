@@ -115,6 +115,7 @@ private:
     asio::awaitable<std::optional<Disconnect>> read_unit(Unit& unit);
     [[nodiscard]] std::optional<Disconnect> take_client_message(Unit& unit, char tag, protocol::Bytes body,
                                                                 protocol::Bytes raw);
+    void need_protocol_statement(Unit& unit, const std::string& name);
     void need_deallocated_statement(Unit& unit, const routing::Classification& c);
     void keep_off_standbys(const Unit& unit);
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
@@ -211,6 +212,8 @@ private:
     bool deferred_read_only_ = false;            // ...and it said READ ONLY
     bool deferred_serializable_ = false;         // ...or SERIALIZABLE, which no standby runs
     int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
+    int injected_syncs_ = 0;                     // ...of which pglane's Sync after a Query's statement (0 or 1)
+    bool injection_failed_ = false;              // that statement's Parse failed
     /// Parse and Close messages sent in the running unit, in order, true when pglane injected
     /// them: their ParseComplete/CloseComplete answers arrive in the same order.
     ReplyQueue parse_replies_;

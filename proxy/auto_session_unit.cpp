@@ -234,8 +234,17 @@ asio::awaitable<bool> AutoSession::prepare_sql_statements(const Unit& unit, Serv
     }
     for (const std::string& name : unit.sql_executes) {
         auto it = sql_statements_.find(name);
-        if (it == sql_statements_.end()) continue;
         auto held = server.sql_statements.find(name);
+        if (it == sql_statements_.end()) {
+            // The session dropped it (Close, DEALLOCATE on another node) after this node
+            // PREPAREd it: the node drops its copy too, or the name would still run here.
+            if (held == server.sql_statements.end()) continue;
+            const std::string deallocate = "DEALLOCATE " + quote_identifier(name);
+            (void)co_await server.hidden_query(deallocate);
+            if (server.broken()) co_return false;
+            server.sql_statements.erase(held);
+            continue;
+        }
         if (held != server.sql_statements.end() && held->second == it->second.version) continue;
         if (held != server.sql_statements.end()) {
             const std::string deallocate = "DEALLOCATE " + quote_identifier(name);
@@ -274,6 +283,16 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
         injected.push_back(server_name);
     }
     for (const std::string& name : unit.parses) close(server_name_of(name));
+    if (unit.simple && !out.empty()) {
+        // A Query cannot follow a Parse without a Sync between them (after an error the
+        // server would skip the Query too): these answers end at a ReadyForQuery of their
+        // own, and the relay drops them, errors included.
+        protocol::append_sync(out);
+        parse_replies_.clear();
+        close_replies_.clear();
+        ++swallow_until_ready_;
+        injected_syncs_ = 1;
+    }
     return out;
 }
 
@@ -290,7 +309,10 @@ void AutoSession::track_sent(const Unit& unit, ServerConnection& server) {
         if (auto it = statements_.find(name); it != statements_.end())
             server.statements[it->second.server_name] = it->second.version;
     }
-    for (const std::string& name : unit.closes) server.statements.erase(name);
+    for (const std::string& name : unit.closes) {
+        server.statements.erase(name);
+        server.sql_statements.erase(name);   // a Close drops whatever holds the name
+    }
 }
 
 asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::execute(Unit& unit, ServerConnection& server,
@@ -303,6 +325,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     // Only this unit's stream can hold a deferred BEGIN's answers: a unit that failed
     // before they came must not make this one's disappear.
     swallow_until_ready_ = 0;
+    injected_syncs_ = 0;
+    injection_failed_ = false;
     protocol::TransactionStatus before = status_;
     // Most units have no SQL PREPARE or EXECUTE: they skip the coroutine (and its frame).
     const bool sql_prepared = unit.sql_prepares.empty() && unit.sql_executes.empty();
@@ -362,8 +386,15 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                                      fmt::format("pglane: server {} sent a malformed message", server.address().name),
                                      "server_malformed"};
             }
-            if (step.kind == protocol::RelayCursor::Kind::message && swallow_until_ready_ > 0 && step.frame.tag != 'E') {
+            if (step.kind == protocol::RelayCursor::Kind::message && swallow_until_ready_ > 0 &&
+                (step.frame.tag != 'E' || swallow_until_ready_ <= injected_syncs_)) {
                 // The deferred BEGIN's CommandComplete and ReadyForQuery: the client had them.
+                // Then the answers to statements pglane put on the node ahead of a Query: a
+                // failed one leaves the Query to get the server's own "does not exist".
+                if (step.frame.tag == 'E') {
+                    injection_failed_ = true;
+                    log::info("statement_injection_failed", {{"session", id_}, {"node", server.address().name}});
+                }
                 if (step.frame.tag == 'Z') --swallow_until_ready_;
                 if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
                 in.consume(step.bytes);
@@ -565,6 +596,8 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
         // those statements do not exist (a Bind of one gets 26000, a new Parse of the name
         // succeeds), as on a server of its own.
         for (std::size_t i = client_parses_completed_; i < unit.parses.size(); ++i) statements_.erase(unit.parses[i]);
+    }
+    if (unit_failed_ || injection_failed_) {
         for (const std::string& name : unit.needs_statement)
             if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
     }

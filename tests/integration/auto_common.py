@@ -162,6 +162,63 @@ def check_extended_deallocate(test, dsn):
             test.assertEqual(sqlstate(pg.exec_prepared(b"parsed_all", [])), "26000", f"attempt {attempt}")
 
 
+def check_sql_and_protocol_statements_share_names(test, dsn, pooled=False):
+    """SQL PREPARE and the protocol's Parse name statements in one namespace, as on a server
+    of its own: a Bind or Describe runs a statement SQL PREPARE made, EXECUTE runs one the
+    client Parsed, and a name either one holds is refused to the other (42P05), whichever
+    node each unit lands on. Under transaction pooling a server knows a Parsed statement by
+    a pooled name the SQL does not say: there EXECUTE of it gets 26000 and a PREPARE of its
+    name succeeds (checked, so that a change there is noticed)."""
+    import psycopg
+    from psycopg import pq
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        pg = conn.pgconn
+        made = pg.exec_(b"PREPARE by_sql AS SELECT 10 + $1::int")
+        test.assertEqual(made.status, pq.ExecStatus.COMMAND_OK, made.error_message)
+        for attempt in range(3):   # reads take the standbys in turn
+            run = pg.exec_prepared(b"by_sql", [str(attempt).encode()])
+            test.assertEqual(run.status, pq.ExecStatus.TUPLES_OK, f"attempt {attempt}: {run.error_message}")
+            test.assertEqual(run.get_value(0, 0), str(10 + attempt).encode())
+            described = pg.describe_prepared(b"by_sql")
+            test.assertEqual(described.status, pq.ExecStatus.COMMAND_OK, described.error_message)
+            test.assertEqual((described.nfields, described.nparams), (1, 1))
+            taken = pg.prepare(b"by_sql", b"SELECT 2")
+            test.assertEqual(sqlstate(taken), "42P05", f"attempt {attempt}: {taken.status} {taken.error_message}")
+        test.assertEqual(pg.exec_(b"EXECUTE by_sql(5)").get_value(0, 0), b"15", "the SQL statement changed")
+
+        parsed = pg.prepare(b"by_parse", b"SELECT 20 + $1::int")
+        test.assertEqual(parsed.status, pq.ExecStatus.COMMAND_OK, parsed.error_message)
+        for attempt in range(3):
+            ran = pg.exec_(f"EXECUTE by_parse({attempt})".encode())
+            refused = pg.exec_(b"PREPARE by_parse AS SELECT 2")
+            if pooled:
+                test.assertEqual(sqlstate(ran), "26000", f"attempt {attempt}: {ran.status}")
+                test.assertEqual(refused.status, pq.ExecStatus.COMMAND_OK, refused.error_message)
+                test.assertEqual(pg.exec_(b"DEALLOCATE by_parse").status, pq.ExecStatus.COMMAND_OK)
+                continue
+            test.assertEqual(ran.status, pq.ExecStatus.TUPLES_OK, f"attempt {attempt}: {ran.error_message}")
+            test.assertEqual(ran.get_value(0, 0), str(20 + attempt).encode())
+            test.assertEqual(sqlstate(refused), "42P05", f"attempt {attempt}: {refused.status} {refused.error_message}")
+        if pooled:
+            return
+        # Inside a transaction, and after the Parsed statement's table went away.
+        test.assertEqual(pg.exec_(b"BEGIN").status, pq.ExecStatus.COMMAND_OK)
+        test.assertEqual(pg.exec_(b"EXECUTE by_parse(1)").get_value(0, 0), b"21")
+        test.assertEqual(pg.exec_(b"COMMIT").status, pq.ExecStatus.COMMAND_OK)
+        test.assertEqual(pg.exec_(b"CREATE TABLE IF NOT EXISTS namespace_gone (a int)").status, pq.ExecStatus.COMMAND_OK)
+        counted = pg.prepare(b"counts_gone", b"SELECT count(*) FROM namespace_gone")
+        test.assertEqual(counted.status, pq.ExecStatus.COMMAND_OK, counted.error_message)
+        test.assertEqual(pg.exec_(b"DROP TABLE namespace_gone").status, pq.ExecStatus.COMMAND_OK)
+        for attempt in range(3):
+            failed = pg.exec_(b"EXECUTE counts_gone")
+            # PostgreSQL says 42P01; a node the statement could not be brought to says it does
+            # not exist. Either way one error, and the session goes on.
+            test.assertIn(sqlstate(failed), ("42P01", "26000"), f"attempt {attempt}: {failed.error_message}")
+            test.assertEqual(pg.exec_(b"SELECT 7").get_value(0, 0), b"7")
+        test.assertEqual(pg.transaction_status, pq.TransactionStatus.IDLE)
+
+
 def check_deallocate_of_a_parsed_statement(test, dsn):
     """SQL DEALLOCATE drops a statement the client Parsed through the protocol (one namespace,
     as on a server of its own), whichever nodes ran it: the name is free again and a Bind of it

@@ -198,6 +198,9 @@ class AutoSessionState(unittest.TestCase):
     def test_deallocate_through_the_extended_protocol(self):
         ac.check_extended_deallocate(self, PGLANE.auto_dsn())
 
+    def test_sql_and_protocol_statements_share_one_namespace(self):
+        ac.check_sql_and_protocol_statements_share_names(self, PGLANE.auto_dsn())
+
     def test_psycopg3_prepared_and_pipeline(self):
         import psycopg
         with psycopg.connect(PGLANE.auto_dsn(), autocommit=True, connect_timeout=5) as conn:

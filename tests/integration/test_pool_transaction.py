@@ -238,6 +238,11 @@ class TransactionPooling(unittest.TestCase):
         auto_common.check_extended_deallocate(
             self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
 
+    def test_sql_and_protocol_statements_share_one_namespace(self):
+        import auto_common
+        auto_common.check_sql_and_protocol_statements_share_names(
+            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB), pooled=True)
+
     def test_same_named_prepared_statements_of_two_clients_interleave(self):
         p = self.narrow
         dsn = p.dsn(p.rw_port, user=USER, password=PASSWORD, dbname=DB)
