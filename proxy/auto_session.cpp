@@ -689,11 +689,11 @@ void AutoSession::need_deallocated_statement(Unit& unit, const routing::Classifi
     if (name.empty()) return;
     if (sql_statements_.contains(name)) {
         unit.sql_executes.push_back(name);
-    } else if (!unit.simple && statements_.contains(name) &&
-               std::find(unit.parses.begin(), unit.parses.end(), name) == unit.parses.end()) {
-        unit.needs_statement.push_back(name);
     } else if (unit.simple) {
         need_protocol_statement(unit, name);
+    } else if (statements_.contains(name) &&
+               std::find(unit.parses.begin(), unit.parses.end(), name) == unit.parses.end()) {
+        unit.needs_statement.push_back(name);
     }
 }
 

@@ -153,6 +153,8 @@ private:
                                                                            bool& copy_in);
     void point_cancel_at(ServerConnection& server);
     void track_sent(const Unit& unit, ServerConnection& server);
+    /// After a failed unit or a stale plan: the statements it brought are prepared anew next time.
+    void prepare_again_next_time(const Unit& unit, ServerConnection& server);
 
     // transaction pooling (auto_session_pool.cpp)
     [[nodiscard]] std::optional<Disconnect> prepare_pooled_startup();

@@ -161,10 +161,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::run_unit(Unit& unit) {
         // transaction, so the second run is the only one that counts.
         log::info("statement_prepared_again", {{"session", id_}, {"node", server->address().name}});
         services_.counters.add(kind_, ListenerCounter::statements_replanned_total);
-        for (const std::string& name : unit.needs_statement) {
-            if (auto held = server->statements.find(server_name_of(name)); held != server->statements.end())
-                held->second = 0;
-        }
+        prepare_again_next_time(unit, *server);
         outcome = co_await execute(unit, *server, false, false);
         if (auto* why = std::get_if<Disconnect>(&outcome)) co_return co_await fail_unit(unit, *why);
     }
@@ -294,6 +291,13 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
         injected_syncs_ = 1;
     }
     return out;
+}
+
+void AutoSession::prepare_again_next_time(const Unit& unit, ServerConnection& server) {
+    // Version 0 matches no definition: the next unit that needs one of these statements
+    // closes and prepares it again on this server.
+    for (const std::string& name : unit.needs_statement)
+        if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
 }
 
 void AutoSession::expect_replies(const Unit& unit) {
@@ -597,10 +601,7 @@ void AutoSession::after_unit(const Unit& unit, ServerConnection& server, protoco
         // succeeds), as on a server of its own.
         for (std::size_t i = client_parses_completed_; i < unit.parses.size(); ++i) statements_.erase(unit.parses[i]);
     }
-    if (unit_failed_ || injection_failed_) {
-        for (const std::string& name : unit.needs_statement)
-            if (auto held = server.statements.find(server_name_of(name)); held != server.statements.end()) held->second = 0;
-    }
+    if (unit_failed_ || injection_failed_) prepare_again_next_time(unit, server);
     remember_settings(unit, server, before);
     remember_sql_statements(unit, server);
     if (router_.pin() != routing::PinReason::none && server.node() != elected_primary()) {
