@@ -191,7 +191,7 @@ private:
     std::size_t length_at_;
 };
 
-/// SQLSTATEs pglane itself raises (https://www.postgresql.org/docs/15/errcodes-appendix.html).
+/// SQLSTATEs pglane raises or looks for (https://www.postgresql.org/docs/15/errcodes-appendix.html).
 namespace sqlstate {
 inline constexpr std::string_view protocol_violation = "08P01";
 inline constexpr std::string_view connection_failure = "08006";
@@ -202,6 +202,7 @@ inline constexpr std::string_view feature_not_supported = "0A000";
 inline constexpr std::string_view invalid_authorization = "28000";
 inline constexpr std::string_view query_canceled = "57014";
 inline constexpr std::string_view internal_error = "XX000";
+inline constexpr std::string_view invalid_sql_statement_name = "26000";
 }  // namespace sqlstate
 
 void append_error_response(std::string& out, std::string_view severity, std::string_view sqlstate,

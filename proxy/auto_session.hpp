@@ -216,6 +216,7 @@ private:
     int swallow_until_ready_ = 0;                // answers to a deferred BEGIN, up to its ReadyForQuery
     int injected_syncs_ = 0;                     // ...of which pglane's Sync after a Query's statement (0 or 1)
     bool injection_failed_ = false;              // that statement's Parse failed
+    std::string injection_error_;                // ...and the server's ErrorResponse to it (the first)
     /// Parse and Close messages sent in the running unit, in order, true when pglane injected
     /// them: their ParseComplete/CloseComplete answers arrive in the same order.
     ReplyQueue parse_replies_;

@@ -331,6 +331,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     swallow_until_ready_ = 0;
     injected_syncs_ = 0;
     injection_failed_ = false;
+    injection_error_.clear();
     protocol::TransactionStatus before = status_;
     // Most units have no SQL PREPARE or EXECUTE: they skip the coroutine (and its frame).
     const bool sql_prepared = unit.sql_prepares.empty() && unit.sql_executes.empty();
@@ -394,9 +395,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 (step.frame.tag != 'E' || swallow_until_ready_ <= injected_syncs_)) {
                 // The deferred BEGIN's CommandComplete and ReadyForQuery: the client had them.
                 // Then the answers to statements pglane put on the node ahead of a Query: a
-                // failed one leaves the Query to get the server's own "does not exist".
+                // failed one is kept, to stand for the Query's "does not exist" (26000).
                 if (step.frame.tag == 'E') {
                     injection_failed_ = true;
+                    if (injection_error_.empty()) injection_error_ = protocol::as_text(in.unread().first(step.bytes));
                     log::info("statement_injection_failed", {{"session", id_}, {"node", server.address().name}});
                 }
                 if (step.frame.tag == 'Z') --swallow_until_ready_;
@@ -465,6 +467,18 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                     } else if (holding) {
                         holding = false;
                         if (!held.empty()) pieces.emplace_back(held.data(), held.size());
+                    }
+                    if (!swallow && !injection_error_.empty() && fields &&
+                        fields->sqlstate == protocol::sqlstate::invalid_sql_statement_name) {
+                        // The statement pglane could not bring to this node: the client gets
+                        // why (PostgreSQL's EXECUTE would say the same when it replans), not
+                        // that the name is unknown.
+                        if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                        pieces.emplace_back(injection_error_.data(), injection_error_.size());
+                        in.consume(step.bytes);
+                        span_start = in.begin();
+                        forwarded_any = true;
+                        continue;
                     }
                 } else if (tag == 'G') {
                     copy_in = true;
