@@ -346,9 +346,16 @@ asio::awaitable<Disconnect> AutoSession::serve() {
             if (auto stop = co_await wait_while_paused()) co_return *stop;
         }
         in_unit_ = true;
-        if (co_await answer_pglane_setting(unit)) continue;
-        if (co_await answer_deallocate(unit)) continue;
-        if (co_await defer_begin(unit)) continue;
+        if (const OwnAnswer own = own_answer(unit); own != OwnAnswer::none) {
+            bool answered = false;
+            switch (own) {
+                case OwnAnswer::pglane_setting: answered = co_await answer_pglane_setting(unit); break;
+                case OwnAnswer::deallocate: answered = co_await answer_deallocate(unit); break;
+                case OwnAnswer::lone_begin: answered = co_await defer_begin(unit); break;
+                case OwnAnswer::none: break;
+            }
+            if (answered) continue;
+        }
         if (auto stop = co_await run_unit(unit)) co_return *stop;   // fail_unit prefers a fence
         if (unit.terminate) {
             client_terminated_ = true;
@@ -708,16 +715,32 @@ void AutoSession::need_protocol_statement(Unit& unit, const std::string& name) {
     unit.needs_statement.push_back(name);
 }
 
+AutoSession::OwnAnswer AutoSession::own_answer(const Unit& unit) const {
+    // In a failed transaction the server answers (25P02), as it would to any of these.
+    if (unit.simple && unit.statements.size() == 1 && status_ != protocol::TransactionStatus::failed) {
+        const routing::Classification& c = unit.statements.front();
+        if (c.statement_count == 1 && c.pglane_setting_name) return OwnAnswer::pglane_setting;
+        if (c.statement_count == 1 && (!c.deallocate_name.empty() || c.deallocate_all)) return OwnAnswer::deallocate;
+    }
+    if (kind_ == ListenerKind::auto_ && unit.executed.size() == 1 && unit.complete &&
+        status_ == protocol::TransactionStatus::idle && deferred_begin_.empty()) {
+        const routing::Classification& c = unit.executed.front();
+        if ((c.transaction == routing::TransactionControl::begin ||
+             c.transaction == routing::TransactionControl::begin_read_only) &&
+            c.statement_count == 1)
+            return OwnAnswer::lone_begin;
+    }
+    return OwnAnswer::none;
+}
+
 asio::awaitable<bool> AutoSession::defer_begin(const Unit& unit) {
     // A lone BEGIN is answered by pglane and sent later with the transaction's first
     // statement, which decides where it runs: after BEGIN, SET TRANSACTION READ ONLY makes it
     // a standby's (unless the BEGIN said SERIALIZABLE); after BEGIN READ ONLY, SET
     // TRANSACTION READ WRITE or ISOLATION LEVEL SERIALIZABLE makes it the primary's.
-    if (kind_ != ListenerKind::auto_ || unit.executed.size() != 1 || !unit.complete) co_return false;
-    if (status_ != protocol::TransactionStatus::idle || !deferred_begin_.empty()) co_return false;
+    // own_answer() found the unit to be a lone BEGIN.
     const routing::Classification& c = unit.executed.front();
     const bool read_only = c.transaction == routing::TransactionControl::begin_read_only;
-    if ((c.transaction != routing::TransactionControl::begin && !read_only) || c.statement_count != 1) co_return false;
     std::string out;
     if (!answer_lone_begin(unit, out)) co_return false;
     deferred_begin_ = unit.bytes;
@@ -777,9 +800,8 @@ bool AutoSession::answer_lone_begin(const Unit& unit, std::string& out) const {
 asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
     // A statement PREPAREd through pglane lives on whichever nodes ran it: DEALLOCATE it on
     // each of them. Unknown names go to a server, which answers 26000 as it should.
-    if (!unit.simple || unit.statements.size() != 1 || status_ == protocol::TransactionStatus::failed) co_return false;
+    // own_answer() found the unit to be one DEALLOCATE.
     const routing::Classification& c = unit.statements.front();
-    if (c.statement_count != 1 || (c.deallocate_name.empty() && !c.deallocate_all)) co_return false;
     if (!c.deallocate_all && !sql_statements_.contains(c.deallocate_name)) {
         // SQL and protocol-level statements share one namespace: DEALLOCATE also drops a
         // statement the client Parsed, on every node that holds it. (Pooled names stand for
@@ -826,10 +848,8 @@ asio::awaitable<bool> AutoSession::answer_deallocate(const Unit& unit) {
 }
 
 asio::awaitable<bool> AutoSession::answer_pglane_setting(const Unit& unit) {
-    // In a failed transaction the server answers (25P02), as it would to any SET.
-    if (!unit.simple || unit.statements.size() != 1 || status_ == protocol::TransactionStatus::failed) co_return false;
+    // own_answer() found the unit to be one SET of a pglane.* setting.
     const routing::Classification& c = unit.statements.front();
-    if (!c.pglane_setting_name || c.statement_count != 1) co_return false;
     std::string out;
     bool ok = true;
     if (*c.pglane_setting_name == "pglane.route") {

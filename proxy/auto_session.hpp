@@ -118,6 +118,10 @@ private:
     void need_protocol_statement(Unit& unit, const std::string& name);
     void need_deallocated_statement(Unit& unit, const routing::Classification& c);
     void keep_off_standbys(const Unit& unit);
+    /// Which of pglane's own answers below may serve the unit instead of a server: the cheap
+    /// part of their conditions, so that most units decide without a coroutine frame.
+    enum class OwnAnswer { none, pglane_setting, deallocate, lone_begin };
+    [[nodiscard]] OwnAnswer own_answer(const Unit& unit) const;
     asio::awaitable<bool> answer_pglane_setting(const Unit& unit);
     asio::awaitable<bool> answer_deallocate(const Unit& unit);
     asio::awaitable<bool> defer_begin(const Unit& unit);

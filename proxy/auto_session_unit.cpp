@@ -363,7 +363,9 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     expect_replies(unit);
     track_sent(unit, server);
     server.between_units = false;
-    if (!co_await server.write(out)) {
+    bool sent = false;
+    if (!server.write_at_once(out, sent)) sent = co_await server.finish_write();
+    if (!sent) {
         if (may_retry) co_return Outcome::retry_on_primary;
         co_return server_lost(server);
     }
@@ -505,8 +507,10 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         }
         if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
         if (!pieces.empty()) {
-            auto [ec, n] = co_await client_.write_buffers(std::span<const asio::const_buffer>(pieces));
-            if (ec) co_return Disconnect::quiet("client_disconnected");
+            Stream::Result written;
+            if (!client_.write_at_once(std::span<const asio::const_buffer>(pieces), written))
+                written = co_await client_.finish_write();
+            if (std::get<0>(written)) co_return Disconnect::quiet("client_disconnected");
         }
         if (done) {
             server.between_units = true;

@@ -75,8 +75,23 @@ void ServerConnection::terminate() {
 }
 
 asio::awaitable<bool> ServerConnection::write(std::string_view bytes) {
-    if (broken_) co_return false;
-    auto [ec, n] = co_await stream_.write(bytes);
+    bool ok = false;
+    if (write_at_once(bytes, ok)) co_return ok;
+    co_return co_await finish_write();
+}
+
+bool ServerConnection::write_at_once(std::string_view bytes, bool& ok) {
+    ok = false;
+    if (broken_) return true;
+    Stream::Result result;
+    if (!stream_.write_at_once(asio::buffer(bytes), result)) return false;
+    ok = !std::get<0>(result);
+    if (!ok) mark_broken();
+    return true;
+}
+
+asio::awaitable<bool> ServerConnection::finish_write() {
+    auto [ec, n] = co_await stream_.finish_write();
     if (ec) mark_broken();
     co_return !ec;
 }

@@ -64,9 +64,10 @@ asio::awaitable<Disconnect> ClientSession::client_to_server() {
             }
         }
         if (std::size_t n = client_in_.begin() - forward_from; n != 0) {
-            auto [ec, written] =
-                co_await server_.write_buffers(asio::buffer(client_in_.data_at(forward_from), n));
-            if (ec) co_return Disconnect{std::string(connection_failure),
+            Stream::Result written;
+            if (!server_.write_at_once(asio::buffer(client_in_.data_at(forward_from), n), written))
+                written = co_await server_.finish_write();
+            if (std::get<0>(written)) co_return Disconnect{std::string(connection_failure),
                                          fmt::format("pglane: lost the connection to server {}", node_name()),
                                          "server_write_failed"};
         }
@@ -104,9 +105,10 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
             server_in_.consume(step.bytes);
         }
         if (std::size_t n = server_in_.begin() - forward_from; n != 0) {
-            auto [ec, written] =
-                co_await client_.write_buffers(asio::buffer(server_in_.data_at(forward_from), n));
-            if (ec) co_return Disconnect::quiet("client_disconnected");
+            Stream::Result written;
+            if (!client_.write_at_once(asio::buffer(server_in_.data_at(forward_from), n), written))
+                written = co_await client_.finish_write();
+            if (std::get<0>(written)) co_return Disconnect::quiet("client_disconnected");
             // Draining: the transaction that held the session open has ended.
             if (drain_ && last_server_tag_ == 'Z' && transaction_ == protocol::TransactionStatus::idle) fence(*drain_);
         }

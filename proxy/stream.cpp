@@ -219,6 +219,11 @@ void Stream::write_now(std::string_view bytes) {
     ERR_clear_error();
 }
 
+asio::awaitable<Stream::Result> Stream::finish_write() {
+    if (ssl_) co_return co_await tls_write();
+    co_return co_await asio::async_write(socket_, rest_, asio::as_tuple(asio::use_awaitable));
+}
+
 std::size_t Stream::send_iov(boost::system::error_code& ec) {
     ec = {};
     if (iov_.empty()) return 0;

@@ -74,20 +74,32 @@ public:
     /// value (the coroutine keeps it): pass a span, not a vector.
     template <typename ConstBufferSequence>
     [[nodiscard]] asio::awaitable<Result> write_buffers(ConstBufferSequence buffers) {
+        Result first;
+        if (write_at_once(buffers, first)) co_return first;
+        auto [ec, n] = co_await finish_write();
+        co_return Result{ec, std::get<1>(first) + n};
+    }
+    /// write_buffers() without its coroutine, for the hot path: true when the write is over
+    /// (all of `buffers` sent, or failed: `result` says which). False: finish_write() sends
+    /// the rest (in TLS, all of it), and `result` counts what went already.
+    template <typename ConstBufferSequence>
+    [[nodiscard]] bool write_at_once(const ConstBufferSequence& buffers, Result& result) {
         if (!ssl_) {
             boost::system::error_code ec;
             const std::size_t sent = send_now(buffers, ec);
-            if (ec || sent == asio::buffer_size(buffers)) co_return Result{ec, sent};
-            if (sent == 0) co_return co_await asio::async_write(socket_, buffers, asio::as_tuple(asio::use_awaitable));
+            result = Result{ec, sent};
+            if (ec || sent == asio::buffer_size(buffers)) return true;
             rest_after(buffers, sent);
-            auto [rest_ec, rest_n] = co_await asio::async_write(socket_, rest_, asio::as_tuple(asio::use_awaitable));
-            co_return Result{rest_ec, sent + rest_n};
+            return false;
         }
         tls_out_.clear();
         for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
             tls_out_.append(static_cast<const char*>(asio::const_buffer(*it).data()), asio::const_buffer(*it).size());
-        co_return co_await tls_write();
+        result = Result{};
+        return false;
     }
+    /// The part of a write that write_at_once() left.
+    [[nodiscard]] asio::awaitable<Result> finish_write();
     [[nodiscard]] asio::awaitable<Result> write(std::string_view bytes) { return write_buffers(asio::buffer(bytes)); }
     /// Writes what the socket takes now, without waiting: a last word (Terminate) before close.
     void write_now(std::string_view bytes);
