@@ -19,6 +19,11 @@ using asio::use_awaitable;
 
 namespace {
 
+[[nodiscard]] std::uint64_t next_instance() {
+    static std::atomic<std::uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 // Probes report expected failures as values; anything thrown is a bug, logged once here.
 [[nodiscard]] Observation failed_probe(const std::exception_ptr& failure) {
     try {
@@ -35,7 +40,7 @@ namespace {
 
 HealthChecker::HealthChecker(Settings settings, std::vector<NodeAddress> nodes)
     : settings_(settings), interval_timer_(io_), state_(settings, nodes), failover_tracker_(settings.failover),
-      slots_(nodes) {
+      instance_(next_instance()), slots_(nodes) {
     probes_.reserve(nodes.size());
     for (auto& node : nodes) {
         probes_.push_back(std::make_unique<NodeProbe>(io_.get_executor(), std::move(node), settings));
@@ -69,7 +74,25 @@ void HealthChecker::stop() {
         if (probe) probe->close();
 }
 
-TopologyPtr HealthChecker::topology() const { return topology_.load(std::memory_order_acquire); }
+TopologyPtr HealthChecker::topology() const {
+    // Sessions ask for the snapshot several times per statement, from every worker thread.
+    // Each thread keeps a copy of its own, reloaded only after a publish, so that taking a
+    // reference never touches a count (or the atomic's lock) that another thread uses too.
+    struct Copy {
+        std::uint64_t instance = 0;
+        std::uint64_t published = 0;
+        TopologyPtr topology;
+    };
+    thread_local Copy copy;
+    const std::uint64_t published = published_.load(std::memory_order_acquire);
+    if (copy.instance != instance_ || copy.published != published || !copy.topology) {
+        // A publish between the two loads only makes the copy newer than its count says.
+        copy.topology = std::make_shared<const Topology>(*topology_.load(std::memory_order_acquire));
+        copy.instance = instance_;
+        copy.published = published;
+    }
+    return copy.topology;
+}
 
 void HealthChecker::on_change(Subscriber subscriber) {
     std::lock_guard lock(subscribers_mutex_);
@@ -213,6 +236,7 @@ asio::awaitable<std::vector<Observation>> HealthChecker::probe_round() {
 void HealthChecker::publish(Topology topology) {
     auto snapshot = std::make_shared<const Topology>(std::move(topology));
     topology_.store(snapshot, std::memory_order_release);
+    published_.fetch_add(1, std::memory_order_release);
     std::vector<Subscriber> subscribers;
     {
         std::lock_guard lock(subscribers_mutex_);

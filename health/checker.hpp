@@ -98,6 +98,8 @@ private:
     std::vector<std::unique_ptr<NodeProbe>> probes_;
     ClusterState state_;
     std::atomic<TopologyPtr> topology_;
+    std::atomic<std::uint64_t> published_{0};   // snapshots stored in topology_ so far
+    const std::uint64_t instance_;              // tells checkers apart in topology()'s per-thread copies
     std::mutex subscribers_mutex_;
     std::vector<Subscriber> subscribers_;
     FailoverTracker failover_tracker_;  // health thread only

@@ -1,8 +1,6 @@
 #include "routing/literal_mask.hpp"
 
-#include <fmt/format.h>
-
-#include <iterator>
+#include <charconv>
 
 namespace pglane::routing {
 
@@ -43,7 +41,14 @@ private:
     [[nodiscard]] char next() const { return i_ + 1 < sql_.size() ? sql_[i_ + 1] : '\0'; }
     [[nodiscard]] bool after_identifier() const { return !out_.empty() && is_identifier_char(out_.back()); }
 
-    void emit_parameter() { fmt::format_to(std::back_inserter(out_), "${}", ++masked_); }
+    void emit_parameter() {
+        // Every masked statement passes here once per literal: std::to_chars, not a format
+        // string parsed each time.
+        char digits[12];
+        auto [end, ec] = std::to_chars(digits, digits + sizeof digits, ++masked_);
+        out_ += '$';
+        out_.append(digits, end);
+    }
 
     bool copy_line_comment() {
         std::size_t end = sql_.find('\n', i_);
