@@ -119,6 +119,7 @@ std::pair<std::vector<NodeAddress>, std::vector<bool>> HealthChecker::plan_slots
             active.push_back(true);
         } else {
             active[static_cast<std::size_t>(it - slots.begin())] = true;
+            it->weight = node.weight;   // the same node: only its weight can differ
         }
     }
     return {std::move(slots), std::move(active)};

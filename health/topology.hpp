@@ -23,8 +23,9 @@ enum class SslMode { disable, prefer, require, verify_ca, verify_full };
 
 [[nodiscard]] std::string_view to_string(SslMode mode);
 
-/// Where a node listens and how pglane reaches it. Owned by the config; copied into every
-/// snapshot. Two equal addresses are the same node (a reload keeps its slot).
+/// Where a node listens, how pglane reaches it, and its share of reads. Owned by the config;
+/// copied into every snapshot. Two equal addresses are the same node (a reload keeps its
+/// slot): equality leaves out `weight`, which a reload changes in place.
 struct NodeAddress {
     NodeAddress() = default;
     NodeAddress(std::string name_, std::string host_, std::uint16_t port_, SslMode sslmode_ = SslMode::prefer,
@@ -36,9 +37,18 @@ struct NodeAddress {
     std::uint16_t port = 0;
     SslMode sslmode = SslMode::prefer;
     std::string ca_file;   // tls.server_ca_file: verifies the node for verify-ca/verify-full
+    /// As a standby, its share of reads relative to the other standbys (nodes[].weight);
+    /// 0: reads only when no standby with a weight can take them.
+    std::uint32_t weight = 1;
 
-    bool operator==(const NodeAddress&) const = default;
+    [[nodiscard]] bool operator==(const NodeAddress& other) const {
+        return name == other.name && host == other.host && port == other.port && sslmode == other.sslmode &&
+               ca_file == other.ca_file;
+    }
 };
+
+/// The highest nodes[].weight: weights are ratios, and small ones keep a rotation short.
+inline constexpr std::uint32_t max_node_weight = 1000;
 
 /// Nodes have stable indices ("slots") for the life of the process: sessions, pools and
 /// counters key on them. A node removed by a reload keeps its slot, retired; an added one

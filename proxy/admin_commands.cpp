@@ -94,8 +94,8 @@ void append_result_set(std::string& out, const ResultSet& result) {
 
 ResultSet nodes_table(const nlohmann::json& status) {
     return table_of(status.at("nodes"), {"name", "host", "port", "role", "up", "elected_primary", "fenced",
-                                         "held_back", "timeline", "lag_bytes", "lag_seconds", "streaming",
-                                         "sync_state", "last_error"});
+                                         "held_back", "weight", "timeline", "lag_bytes", "lag_seconds",
+                                         "streaming", "sync_state", "last_error"});
 }
 
 ResultSet pools_table(const nlohmann::json& status) {

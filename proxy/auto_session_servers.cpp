@@ -169,9 +169,11 @@ asio::awaitable<bool> AutoSession::standby_has_replayed(ServerConnection& standb
 asio::awaitable<ServerConnection*> AutoSession::choose_standby(const routing::RouteDecision& decision) {
     auto topology = services_.topology();
     // routing.read_balance session: the standby of the session's earlier reads comes first
-    // while it is still routable, and the rotation moves on only when a session chooses.
+    // while it is still routable (and has a weight: a standby of weight 0 only stands in),
+    // and the rotation moves on only when a session chooses.
     const bool sticky = services_.config.routing.read_balance == routing::ReadBalance::session && read_standby_ &&
-                        *read_standby_ < topology->nodes.size() && topology->nodes[*read_standby_].routable_standby();
+                        *read_standby_ < topology->nodes.size() && topology->nodes[*read_standby_].routable_standby() &&
+                        topology->nodes[*read_standby_].address.weight > 0;
     const auto turn = sticky ? 0 : services_.read_only_turn.fetch_add(1, std::memory_order_relaxed);
     // choose_standby runs once at a time per session: candidates_ is only its own.
     routing::read_only_candidates(*topology, turn, false, candidates_);

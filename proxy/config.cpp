@@ -155,7 +155,7 @@ void parse_nodes(const json& root, Config& config) {
         const json& node = (*it)[i];
         std::string key = fmt::format("nodes[{}]", i);
         if (!node.is_object()) fail(key, "must be an object");
-        reject_unknown_keys(node, key, {"name", "host", "port", "sslmode"});
+        reject_unknown_keys(node, key, {"name", "host", "port", "sslmode", "weight"});
         health::NodeAddress address;
         address.sslmode = config.tls.server_sslmode;
         address.ca_file = config.tls.server_ca_file;
@@ -163,6 +163,7 @@ void parse_nodes(const json& root, Config& config) {
         read(node, "name", key + ".name", address.name);
         read(node, "host", key + ".host", address.host);
         read_int(node, "port", key + ".port", address.port, 1, 65535);
+        read_int(node, "weight", key + ".weight", address.weight, 0, health::max_node_weight);
         if (address.name.empty()) fail(key + ".name", "is required");
         if (address.host.empty()) fail(key + ".host", "is required");
         if (address.port == 0) fail(key + ".port", "is required");

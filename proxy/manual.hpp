@@ -60,7 +60,8 @@ SIGNALS
     SIGHUP
         Reload: read the configuration file again and apply, without touching a session,
         the node list (nodes[]: added nodes are probed and routed to from the next round;
-        sessions move off removed ones between transactions), log_level, the users file's
+        sessions move off removed ones between transactions; a changed weight applies from
+        the next read), log_level, the users file's
         contents, limits.max_client_connections (and _per_user,
         _by_user), health.max_lag_bytes / max_lag_seconds, and the contents of
         tls.cert_file and tls.key_file (renewed certificates serve new clients; a pair that

@@ -103,6 +103,7 @@ nlohmann::json render_status(const health::Topology& topology, const CounterTota
             {"name", n.address.name},       {"host", n.address.host},
             {"port", n.address.port},       {"up", n.up},
             {"sslmode", health::to_string(n.address.sslmode)},
+            {"weight", n.address.weight},
             {"role", health::to_string(n.role)},
             {"elected_primary", topology.primary == i},
             {"timeline", n.timeline},       {"current_lsn", n.current_lsn},

@@ -14,9 +14,10 @@ namespace pglane::routing {
 /// The elected primary, when there is one and it is up.
 [[nodiscard]] std::optional<std::size_t> choose_primary(const health::Topology& topology);
 
-/// Nodes to try, best first, for a read-only session: routable standbys rotated by `turn`
-/// (so consecutive turns spread over all of them), then the primary when
-/// `fallback_to_primary` is set. Empty when nothing can serve reads.
+/// Nodes to try, best first, for a read-only session or statement: routable standbys with a
+/// weight, the first chosen by `turn` (consecutive turns spread over all of them, each
+/// standby's share following nodes[].weight), then standbys of weight 0, then the primary
+/// when `fallback_to_primary` is set. Empty when nothing can serve reads.
 [[nodiscard]] std::vector<std::size_t> read_only_candidates(const health::Topology& topology, std::uint64_t turn,
                                                             bool fallback_to_primary);
 /// The same into `order` (cleared first), which keeps its storage from call to call.

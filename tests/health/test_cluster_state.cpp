@@ -509,3 +509,16 @@ TEST_CASE("a removed standby's position on the primary no longer counts") {
     CHECK(topology.nodes[2].primary_seen_flush_lsn == 0);   // not what the primary still reports
     CHECK(topology.nodes[2].sync_state.empty());
 }
+
+TEST_CASE("a reload that changes only a node's weight keeps the node up, with its new weight") {
+    ClusterState state(test_settings(), three_nodes());
+    apply(state, {primary(1, 100), standby(1, 100, 100), standby(1, 100, 100)});
+    std::vector<NodeAddress> slots = three_nodes();
+    slots[2].weight = 4;
+    state.set_nodes(slots, {true, true, true});
+    const Topology& now = state.current();
+    CHECK(now.nodes[2].address.weight == 4);
+    CHECK(now.nodes[2].up);               // not started over: the same node
+    CHECK(now.nodes[2].routable_standby());
+    CHECK(now.nodes[1].address.weight == 1);
+}

@@ -2,13 +2,18 @@
 read while that standby stays routable (monotonic reads, one warm backend), sessions still
 spread over both standbys, and a session whose standby goes down moves to the other one and
 stays there. The default, "statement", is covered by test_auto_routing (one session's reads
-reach both standbys)."""
+reach both standbys). nodes[].weight: the standbys' shares of reads, and weight 0 as a
+stand-in, changed by a reload under an open session."""
 
+import collections
+import json
+import signal
 import unittest
 
 import auto_common as ac
 import pgwire
 from auto_common import STANDBYS, nodes_of
+from pglane import AutoPglane
 
 CLUSTER = STARTED = PGLANE = None
 
@@ -61,6 +66,62 @@ class SessionReadBalance(unittest.TestCase):
             PGLANE.wait_until(pgwire.all_routable, 20, "n1 and n2 routable again")
         # Its first standby is back: the session stays where it reads now.
         self.assertEqual(set(nodes_of(cur, 5)), {other})
+
+
+class StandbyWeights(unittest.TestCase):
+    """n1 at weight 3 takes three reads for each of n2's (weight 1, the default)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.p = AutoPglane(CLUSTER)
+        cls.p.config["nodes"][1]["weight"] = 3
+        cls.p.start()
+        try:
+            cls.p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+        except Exception:
+            cls.p.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.p.stop()
+
+    def weights(self):
+        return {n["name"]: n["weight"] for n in self.p.status()["nodes"]}
+
+    def reload_weights(self, weights):
+        for node in self.p.config["nodes"]:
+            node["weight"] = weights.get(node["name"], 1)
+        with open(self.p.config_path, "w") as f:
+            json.dump(self.p.config, f, indent=2)
+        before = self.p.log_text().count("config_reloaded")
+        self.p.process.send_signal(signal.SIGHUP)
+        pgwire.poll(lambda: self.p.log_text().count("config_reloaded") > before, 10, "config_reloaded in the log")
+        self.p.wait_until(lambda s: {n["name"]: n["weight"] for n in s["nodes"]} == {"n0": 1, "n1": 1, "n2": 1,
+                                                                                     **weights},
+                          10, f"weights {weights} in /status")
+
+    def test_reads_follow_the_weights_and_weight_0_only_stands_in(self):
+        self.assertEqual(self.weights(), {"n0": 1, "n1": 3, "n2": 1})
+        conn = ac.connect(self.p)
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        # Any 4 consecutive reads give n1 three and n2 one, so 40 give exactly 30 and 10.
+        self.assertEqual(collections.Counter(nodes_of(cur, 40)), {"n1": 30, "n2": 10})
+
+        # A reload makes n1 a stand-in; the open session's reads all go to n2 now.
+        self.reload_weights({"n1": 0})
+        self.assertEqual(set(nodes_of(cur, 10)), {"n2"})
+        # With n2 down, the stand-in takes the reads, not the primary.
+        CLUSTER.stop("n2")
+        try:
+            self.p.wait_until(lambda s: not node_state(s, "n2")["up"], 10, "n2 down")
+            self.assertEqual(set(nodes_of(cur, 5)), {"n1"})
+        finally:
+            CLUSTER.start("n2")
+            self.p.wait_until(pgwire.all_routable, 20, "n1 and n2 routable again")
+        self.assertEqual(set(nodes_of(cur, 5)), {"n2"})
+        self.assertEqual(conn.closed, 0)   # the same client connection throughout
 
 
 if __name__ == "__main__":

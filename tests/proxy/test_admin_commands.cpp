@@ -47,10 +47,10 @@ TEST_CASE("admin tables are views of the /status document") {
     const nlohmann::json status = nlohmann::json::parse(R"({
       "nodes": [
         {"name": "n0", "host": "10.0.0.1", "port": 5432, "role": "primary", "up": true, "elected_primary": true,
-         "fenced": false, "held_back": false, "timeline": 2, "lag_bytes": 0, "lag_seconds": 0, "streaming": false,
+         "fenced": false, "held_back": false, "weight": 1, "timeline": 2, "lag_bytes": 0, "lag_seconds": 0, "streaming": false,
          "sync_state": "", "last_error": ""},
         {"name": "n1", "host": "10.0.0.2", "port": 5432, "role": "standby", "up": false, "elected_primary": false,
-         "fenced": false, "held_back": true, "timeline": 1, "lag_bytes": 4096, "lag_seconds": 1.5, "streaming": true,
+         "fenced": false, "held_back": true, "weight": 3, "timeline": 1, "lag_bytes": 4096, "lag_seconds": 1.5, "streaming": true,
          "sync_state": "quorum", "last_error": "connection refused"}],
       "listeners": {"auto": {"units_to_primary_total": 7, "unit_errors_total": 1},
                     "rw": {"units_to_primary_total": 0, "unit_errors_total": 0}},
@@ -61,10 +61,11 @@ TEST_CASE("admin tables are views of the /status document") {
     REQUIRE(nodes.rows.size() == 2);
     CHECK(nodes.columns.front() == "name");
     CHECK(nodes.rows[0] == std::vector<std::string>{"n0", "10.0.0.1", "5432", "primary", "true", "true", "false",
-                                                    "false", "2", "0", "0", "false", "", ""});
+                                                    "false", "1", "2", "0", "0", "false", "", ""});
     CHECK(nodes.rows[1][4] == "false");
-    CHECK(nodes.rows[1][10] == "1.5");
-    CHECK(nodes.rows[1][13] == "connection refused");
+    CHECK(nodes.rows[1][8] == "3");
+    CHECK(nodes.rows[1][11] == "1.5");
+    CHECK(nodes.rows[1][14] == "connection refused");
 
     ResultSet stats = stats_table(status);
     CHECK(stats.columns == std::vector<std::string>{"listener", "unit_errors_total", "units_to_primary_total"});

@@ -131,3 +131,14 @@ TEST_CASE("routing.read_balance is per statement by default, or per session") {
     CHECK(error_of(head + R"("query" } })") ==
           "config key \"routing.read_balance\": must be one of statement, session");
 }
+
+TEST_CASE("nodes[].weight is 1 by default, 0 to 1000 when given") {
+    CHECK(parse_config(valid).nodes[1].weight == 1);
+    const std::string head = R"({ "listen": { "rw": "127.0.0.1:6433" },
+                                  "nodes": [ { "name": "n0", "host": "h", "port": 5432 },
+                                             { "name": "n1", "host": "h", "port": 5433, "weight": )";
+    CHECK(parse_config(head + "3 } ] }").nodes[1].weight == 3);
+    CHECK(parse_config(head + "0 } ] }").nodes[1].weight == 0);
+    CHECK(error_of(head + "-1 } ] }") == "config key \"nodes[1].weight\": must be between 0 and 1000");
+    CHECK(error_of(head + "1.5 } ] }") == "config key \"nodes[1].weight\": must be an integer");
+}

@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+
 using pglane::health::NodeStatus;
 using pglane::health::Role;
 using pglane::health::Topology;
@@ -98,4 +101,70 @@ TEST_CASE("the candidates can be written into a vector the caller keeps") {
     }
     pglane::routing::read_only_candidates(t, 1, true, order);
     REQUIRE(order == std::vector<std::size_t>{2, 1, 0});
+}
+
+namespace {
+
+NodeStatus weighted(const char* name, std::uint32_t weight, bool up = true) {
+    NodeStatus n = node(name, Role::standby, up);
+    n.address.weight = weight;
+    return n;
+}
+
+// How many of `turns` consecutive turns (from `start`) each node is chosen first.
+std::map<std::size_t, int> firsts(const Topology& t, std::uint64_t start, int turns) {
+    std::map<std::size_t, int> count;
+    for (int i = 0; i < turns; ++i) ++count[pglane::routing::read_only_candidates(t, start + i, false).front()];
+    return count;
+}
+
+}  // namespace
+
+TEST_CASE("standbys get reads in proportion to their weights, exactly over each cycle of turns") {
+    auto t = cluster({node("n0", Role::primary), weighted("n1", 3), weighted("n2", 1)}, 0);
+    REQUIRE(firsts(t, 0, 4) == std::map<std::size_t, int>{{1, 3}, {2, 1}});
+    REQUIRE(firsts(t, 41, 4) == std::map<std::size_t, int>{{1, 3}, {2, 1}});   // any 4 in a row
+    REQUIRE(firsts(t, 0, 4000) == std::map<std::size_t, int>{{1, 3000}, {2, 1000}});
+
+    auto three = cluster({node("n0", Role::primary), weighted("n1", 5), weighted("n2", 2), weighted("n3", 3)}, 0);
+    REQUIRE(firsts(three, 7, 10) == std::map<std::size_t, int>{{1, 5}, {2, 2}, {3, 3}});
+}
+
+TEST_CASE("a heavier standby's turns are spread over the cycle, not bunched") {
+    // Laid end to end, 5:2:3 would give n1 five turns in a row; spread, never more than two.
+    auto t = cluster({node("n0", Role::primary), weighted("n1", 5), weighted("n2", 2), weighted("n3", 3)}, 0);
+    std::size_t previous = 99;
+    int run = 0;
+    int longest = 0;
+    for (std::uint64_t turn = 0; turn < 30; ++turn) {
+        const std::size_t first = pglane::routing::read_only_candidates(t, turn, false).front();
+        run = first == previous ? run + 1 : 1;
+        previous = first;
+        longest = std::max(longest, run);
+    }
+    REQUIRE(longest == 2);
+}
+
+TEST_CASE("after the chosen standby come the other weighted ones, then weight 0, then the primary") {
+    auto t = cluster({node("n0", Role::primary), weighted("n1", 2), weighted("n2", 0), weighted("n3", 1)}, 0);
+    for (std::uint64_t turn = 0; turn < 6; ++turn) {
+        auto order = pglane::routing::read_only_candidates(t, turn, true);
+        REQUIRE(order.size() == 4);
+        REQUIRE((order[0] == 1 || order[0] == 3));
+        REQUIRE(order[1] == (order[0] == 1 ? 3 : 1));
+        REQUIRE(order[2] == 2);
+        REQUIRE(order[3] == 0);
+    }
+}
+
+TEST_CASE("a standby of weight 0 takes reads only when no weighted standby is routable") {
+    auto t = cluster({node("n0", Role::primary), weighted("n1", 1, false), weighted("n2", 0)}, 0);
+    REQUIRE(pglane::routing::read_only_candidates(t, 0, true) == std::vector<std::size_t>{2, 0});
+    REQUIRE(firsts(t, 0, 10) == std::map<std::size_t, int>{{2, 10}});
+}
+
+TEST_CASE("equal weights other than 1 rotate exactly as the default does") {
+    auto t = cluster({node("n0", Role::primary), weighted("n1", 4), weighted("n2", 4)}, 0);
+    REQUIRE(pglane::routing::read_only_candidates(t, 0, false) == std::vector<std::size_t>{1, 2});
+    REQUIRE(pglane::routing::read_only_candidates(t, 1, false) == std::vector<std::size_t>{2, 1});
 }
