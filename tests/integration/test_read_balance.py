@@ -10,10 +10,12 @@ import json
 import signal
 import unittest
 
+import psycopg2
+
 import auto_common as ac
 import pgwire
 from auto_common import STANDBYS, nodes_of
-from pglane import AutoPglane
+from pglane import AutoPglane, Pglane
 
 CLUSTER = STARTED = PGLANE = None
 
@@ -122,6 +124,27 @@ class StandbyWeights(unittest.TestCase):
             self.p.wait_until(pgwire.all_routable, 20, "n1 and n2 routable again")
         self.assertEqual(set(nodes_of(cur, 5)), {"n2"})
         self.assertEqual(conn.closed, 0)   # the same client connection throughout
+
+
+class RelayedSessionWeights(unittest.TestCase):
+    """The relayed ro port (no `auth`) gives each new session a standby by the same weights."""
+
+    def test_ro_sessions_follow_the_weights(self):
+        p = Pglane(CLUSTER)
+        p.config["nodes"][1]["weight"] = 3
+        p.start()
+        self.addCleanup(p.stop)
+        p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+        homes = []
+        for _ in range(8):   # any 4 sessions in a row: three on n1, one on n2
+            conn = psycopg2.connect(p.ro_dsn(), connect_timeout=10)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT current_setting('cluster_name')")
+                    homes.append(cur.fetchone()[0])
+            finally:
+                conn.close()
+        self.assertEqual(collections.Counter(homes), {"n1": 6, "n2": 2}, homes)
 
 
 if __name__ == "__main__":
