@@ -11,6 +11,8 @@ import tempfile
 import time
 import urllib.request
 
+import psycopg2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("PGLANE_BINARY", os.path.join(ROOT, "build", "pglane"))
 SUPERUSER_PASSWORD = os.environ.get("PGLANE_SUPERUSER_PASSWORD", "postgres")
@@ -119,6 +121,19 @@ class Pglane:
 
     def ro_dsn(self, **kw):
         return self.dsn(self.ro_port, **kw)
+
+    def ro_landings(self, count):
+        """cluster_name of `count` new ro sessions, opened one after the other."""
+        names = []
+        for _ in range(count):
+            conn = psycopg2.connect(self.ro_dsn(), connect_timeout=5)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT current_setting('cluster_name')")
+                    names.append(cur.fetchone()[0])
+            finally:
+                conn.close()
+        return names
 
     def http(self, path):
         """(status, body text) of a GET on the metrics port."""

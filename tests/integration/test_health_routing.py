@@ -32,20 +32,6 @@ def tearDownModule():
         CLUSTER.down()
 
 
-def ro_landings(pglane, count):
-    """cluster_name of `count` new ro sessions, opened one after the other."""
-    names = []
-    for _ in range(count):
-        conn = psycopg2.connect(pglane.ro_dsn(), connect_timeout=5)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT current_setting('cluster_name')")
-                names.append(cur.fetchone()[0])
-        finally:
-            conn.close()
-    return names
-
-
 def node_state(status, name):
     return next(n for n in status["nodes"] if n["name"] == name)
 
@@ -97,7 +83,7 @@ class HealthRouting(unittest.TestCase):
         self.assertGreater(n1["lag_bytes"], 65536, n1)
         self.assertTrue(n1["up"], n1)
         self.assertFalse(node_state(status, "n2")["held_back"], status)
-        self.assertEqual(set(ro_landings(self.pglane, 6)), {"n2"})
+        self.assertEqual(set(self.pglane.ro_landings(6)), {"n2"})
         _, metrics = self.pglane.http("/metrics")
         self.assertIn('pglane_node_held_back{node="n1"} 1', metrics)
 
@@ -105,7 +91,7 @@ class HealthRouting(unittest.TestCase):
         status = self.pglane.wait_until(lambda s: not node_state(s, "n1")["held_back"]
                                         and not node_state(s, "n2")["held_back"], 10, "n1 back")
         self.assertLessEqual(node_state(status, "n1")["lag_bytes"], 65536)
-        self.assertEqual(set(ro_landings(self.pglane, 4)), {"n1", "n2"})
+        self.assertEqual(set(self.pglane.ro_landings(4)), {"n1", "n2"})
 
     def test_both_standbys_held_back_fall_back_to_the_primary(self):
         CLUSTER.pause_replay("n1")
@@ -113,16 +99,16 @@ class HealthRouting(unittest.TestCase):
         write_wal(self.pglane, self.table)
         self.pglane.wait_until(lambda s: node_state(s, "n1")["held_back"] and node_state(s, "n2")["held_back"],
                                10, "n1 and n2 held back")
-        self.assertEqual(set(ro_landings(self.pglane, 3)), {"n0"})
+        self.assertEqual(set(self.pglane.ro_landings(3)), {"n0"})
 
     def test_stopped_standby_is_marked_down_and_returns_when_started(self):
         CLUSTER.stop("n2")
         self.pglane.wait_until(lambda s: not node_state(s, "n2")["up"], 5, "n2 down")
-        self.assertEqual(set(ro_landings(self.pglane, 4)), {"n1"})
+        self.assertEqual(set(self.pglane.ro_landings(4)), {"n1"})
         CLUSTER.start("n2")
         self.pglane.wait_until(lambda s: node_state(s, "n2")["up"] and node_state(s, "n2")["role"] == "standby"
                                and not node_state(s, "n2")["held_back"], 10, "n2 up again")
-        self.assertEqual(set(ro_landings(self.pglane, 4)), {"n1", "n2"})
+        self.assertEqual(set(self.pglane.ro_landings(4)), {"n1", "n2"})
 
 
 class NoStandbyAvailable(unittest.TestCase):
@@ -138,7 +124,7 @@ class NoStandbyAvailable(unittest.TestCase):
             for pglane in (cls.fallback, cls.strict):
                 pglane.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
             # Both ports serve standbys while they are up.
-            assert set(ro_landings(cls.strict, 2)) == {"n1", "n2"}
+            assert set(cls.strict.ro_landings(2)) == {"n1", "n2"}
             CLUSTER.stop("n1")
             CLUSTER.stop("n2")
             for pglane in (cls.fallback, cls.strict):
@@ -155,7 +141,7 @@ class NoStandbyAvailable(unittest.TestCase):
         restore_cluster()
 
     def test_ro_falls_back_to_the_primary(self):
-        self.assertEqual(set(ro_landings(self.fallback, 3)), {"n0"})
+        self.assertEqual(set(self.fallback.ro_landings(3)), {"n0"})
         conn = psycopg2.connect(self.fallback.ro_dsn(), connect_timeout=5)
         try:
             with conn.cursor() as cur:

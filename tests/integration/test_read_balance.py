@@ -10,8 +10,6 @@ import json
 import signal
 import unittest
 
-import psycopg2
-
 import auto_common as ac
 import pgwire
 from auto_common import STANDBYS, nodes_of
@@ -135,15 +133,7 @@ class RelayedSessionWeights(unittest.TestCase):
         p.start()
         self.addCleanup(p.stop)
         p.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
-        homes = []
-        for _ in range(8):   # any 4 sessions in a row: three on n1, one on n2
-            conn = psycopg2.connect(p.ro_dsn(), connect_timeout=10)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT current_setting('cluster_name')")
-                    homes.append(cur.fetchone()[0])
-            finally:
-                conn.close()
+        homes = p.ro_landings(8)   # any 4 sessions in a row: three on n1, one on n2
         self.assertEqual(collections.Counter(homes), {"n1": 6, "n2": 2}, homes)
 
 
