@@ -13,6 +13,8 @@ import urllib.request
 
 import psycopg2
 
+import pgwire
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("PGLANE_BINARY", os.path.join(ROOT, "build", "pglane"))
 SUPERUSER_PASSWORD = os.environ.get("PGLANE_SUPERUSER_PASSWORD", "postgres")
@@ -121,6 +123,19 @@ class Pglane:
 
     def ro_dsn(self, **kw):
         return self.dsn(self.ro_port, **kw)
+
+    def write_config(self, text=None):
+        """Writes `text`, or the current `config`, over the config file (for a reload)."""
+        with open(self.config_path, "w") as f:
+            f.write(text if text is not None else json.dumps(self.config, indent=2))
+
+    def reload(self, expect="config_reloaded"):
+        """SIGHUP, then waits for one more `expect` line in the log."""
+        before = self.log_text().count(expect)
+        self.process.send_signal(signal.SIGHUP)
+        pgwire.poll(lambda: self.log_text().count(expect) > before, 10, f"{expect} in the log")
+        if self.process.poll() is not None:
+            raise AssertionError("pglane exited on SIGHUP")
 
     def ro_landings(self, count):
         """cluster_name of `count` new ro sessions, opened one after the other."""

@@ -6,8 +6,6 @@ reach both standbys). nodes[].weight: the standbys' shares of reads, and weight 
 stand-in, changed by a reload under an open session."""
 
 import collections
-import json
-import signal
 import unittest
 
 import auto_common as ac
@@ -92,11 +90,8 @@ class StandbyWeights(unittest.TestCase):
     def reload_weights(self, weights):
         for node in self.p.config["nodes"]:
             node["weight"] = weights.get(node["name"], 1)
-        with open(self.p.config_path, "w") as f:
-            json.dump(self.p.config, f, indent=2)
-        before = self.p.log_text().count("config_reloaded")
-        self.p.process.send_signal(signal.SIGHUP)
-        pgwire.poll(lambda: self.p.log_text().count("config_reloaded") > before, 10, "config_reloaded in the log")
+        self.p.write_config()
+        self.p.reload()
         self.p.wait_until(lambda s: {n["name"]: n["weight"] for n in s["nodes"]} == {"n0": 1, "n1": 1, "n2": 1,
                                                                                      **weights},
                           10, f"weights {weights} in /status")

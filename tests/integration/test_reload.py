@@ -4,8 +4,6 @@ apply at once, and sessions open across the reload are untouched. A file that do
 parse, or that changes anything a running pglane cannot (here limits.startup_timeout_ms),
 is refused as a whole with a log line, and the running configuration stays."""
 
-import json
-import signal
 import subprocess
 import time
 import unittest
@@ -44,17 +42,6 @@ class Reload(unittest.TestCase):
 
     # -- helpers
 
-    def write_config(self, text=None):
-        with open(self.p.config_path, "w") as f:
-            f.write(text if text is not None else json.dumps(self.p.config, indent=2))
-
-    def reload(self, expect="config_reloaded"):
-        """SIGHUP, then waits for one more `expect` line in the log."""
-        before = self.p.log_text().count(expect)
-        self.p.process.send_signal(signal.SIGHUP)
-        pgwire.poll(lambda: self.p.log_text().count(expect) > before, 10, f"{expect} in the log")
-        self.assertIsNone(self.p.process.poll(), "pglane exited on SIGHUP")
-
     def connect(self, user, password):
         conn = psycopg2.connect(self.p.auto_dsn(user=user, password=password), connect_timeout=10)
         conn.autocommit = True
@@ -74,14 +61,14 @@ class Reload(unittest.TestCase):
             self.connect(NEWCOMER, NEWCOMER_PASSWORD)
         self.users[NEWCOMER] = NEWCOMER_PASSWORD
         write_users_file(self.p.dir, self.users)
-        self.reload()
+        self.p.reload()
         self.assertEqual(self.value(self.connect(NEWCOMER, NEWCOMER_PASSWORD), "SELECT current_user"), NEWCOMER)
         self.assertEqual(self.value(before, "SELECT 1"), 1)
         # And removed again: the next login is refused, the open session still works.
         newcomer = self.connect(NEWCOMER, NEWCOMER_PASSWORD)
         del self.users[NEWCOMER]
         write_users_file(self.p.dir, self.users)
-        self.reload()
+        self.p.reload()
         with self.assertRaises(psycopg2.OperationalError):
             self.connect(NEWCOMER, NEWCOMER_PASSWORD)
         self.assertEqual(self.value(newcomer, "SELECT current_user"), NEWCOMER)
@@ -91,8 +78,8 @@ class Reload(unittest.TestCase):
         self.connect(LIMITED, LIMITED_PASSWORD).close()   # no limit yet
         self.p.config["limits"] = {"max_client_connections_per_user": 1}
         self.p.config["log_level"] = "debug"
-        self.write_config()
-        self.reload()
+        self.p.write_config()
+        self.p.reload()
         with self.assertRaises(psycopg2.OperationalError) as refused:
             self.connect(LIMITED, LIMITED_PASSWORD)
         self.assertIn("max_client_connections_per_user = 1", str(refused.exception))
@@ -101,19 +88,19 @@ class Reload(unittest.TestCase):
 
         # A change only a restart applies: refused as a whole, the limit above stays.
         self.p.config["limits"] = {"max_client_connections_per_user": 0, "startup_timeout_ms": 5000}
-        self.write_config()
-        self.reload(expect="config_reload_refused")
+        self.p.write_config()
+        self.p.reload(expect="config_reload_refused")
         self.assertIn("limits.startup_timeout_ms", self.p.log_text().split("config_reload_refused")[-1])
         with self.assertRaises(psycopg2.OperationalError):
             self.connect(LIMITED, LIMITED_PASSWORD)
         # A file that does not parse: refused too.
-        self.write_config("{ not json")
-        self.reload(expect="config_reload_refused")
+        self.p.write_config("{ not json")
+        self.p.reload(expect="config_reload_refused")
         self.assertIn("not valid JSON", self.p.log_text().split("config_reload_refused")[-1])
         # Back to a file it takes: the limit is lifted.
         del self.p.config["limits"]["startup_timeout_ms"]
-        self.write_config()
-        self.reload()
+        self.p.write_config()
+        self.p.reload()
         self.assertEqual(self.value(self.connect(LIMITED, LIMITED_PASSWORD), "SELECT 1"), 1)
 
     def test_a_lower_lag_threshold_holds_a_lagging_standby_back(self):
@@ -127,8 +114,8 @@ class Reload(unittest.TestCase):
             pgwire.poll(lambda: n2()["lag_bytes"] > 128 * 1024, 15, "n2 behind by more than 128 KiB")
             self.assertFalse(n2()["held_back"])   # under the default 16 MiB
             self.p.config["health"]["max_lag_bytes"] = 64 * 1024
-            self.write_config()
-            self.reload()
+            self.p.write_config()
+            self.p.reload()
             pgwire.poll(lambda: n2()["held_back"], 15, "n2 held back under the new threshold")
         finally:
             self.cluster.sql("n2", "SELECT pg_wal_replay_resume()")
@@ -146,7 +133,7 @@ class Reload(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(self.value(self.connect(NEWCOMER, NEWCOMER_PASSWORD), "SELECT current_user"), NEWCOMER)
         self.p.config["workers"] = 1
-        self.write_config()
+        self.p.write_config()
         refused = console("RELOAD")
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn('RELOAD refused: "workers" changed', refused.stderr)
@@ -161,8 +148,8 @@ class Reload(unittest.TestCase):
         def set_nodes(*nodes):
             self.p.config["nodes"] = [{"name": name, "host": "127.0.0.1", "port": self.cluster.port(server)}
                                       for name, server in nodes]
-            self.write_config()
-            self.reload()
+            self.p.write_config()
+            self.p.reload()
 
         auto = self.connect("postgres", SUPERUSER_PASSWORD)
         ro_sessions = []
