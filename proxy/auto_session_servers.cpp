@@ -134,6 +134,10 @@ asio::awaitable<void> AutoSession::load_function_catalog() {
     if (!server) server = co_await choose_standby(any_standby);
     if (!server) co_return;
     HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
+    // Borrowed for this one question: back to its pool before the unit waits for the
+    // connection it runs on, which may be another node's. Held, it deadlocks a full pool:
+    // sessions holding n1 for the catalog wait for n2, and those holding n2 wait for n1.
+    co_await give_back_between_units(server->node());
     if (!result.ok) co_return;
     auto catalog = std::make_shared<routing::FunctionCatalog>();
     for (const auto& row : result.rows) {
