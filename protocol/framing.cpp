@@ -40,6 +40,44 @@ Frame frame_startup(Bytes buffer, std::uint32_t max_length) {
     return frame;
 }
 
+namespace {
+
+/// Calls `each(tag)` for every message of `bytes`; false when they do not end at a boundary.
+template <typename Each>
+bool whole_messages(Bytes bytes, Each each) {
+    while (!bytes.empty()) {
+        Frame frame = frame_message(bytes, UINT32_MAX);
+        if (frame.status != FrameStatus::message) return false;
+        each(frame.tag);
+        bytes = bytes.subspan(frame.size);
+    }
+    return true;
+}
+
+}  // namespace
+
+bool ends_at_query_or_sync(Bytes bytes) {
+    // A Query ends with its string's NUL, a Sync with its length 4: anything else is
+    // rejected without a walk (a COPY's data, a Parse or Bind still waiting for its Sync).
+    if (bytes.size() < 5 || (bytes.back() != std::byte{0} && bytes.back() != std::byte{4})) return false;
+    char last = 0;
+    return whole_messages(bytes, [&](char tag) { last = tag; }) && (last == 'Q' || last == 'S');
+}
+
+std::size_t ready_for_query_count_at_end(Bytes bytes) {
+    // The last six bytes must be a ReadyForQuery ('Z', length 5, status) before the walk.
+    if (bytes.size() < 6) return 0;
+    Bytes tail = bytes.last(6);
+    if (tail[0] != std::byte{'Z'} || load_u32(tail.data() + 1) != 5) return 0;
+    std::size_t count = 0;
+    char last = 0;
+    bool whole = whole_messages(bytes, [&](char tag) {
+        last = tag;
+        if (tag == 'Z') ++count;
+    });
+    return whole && last == 'Z' ? count : 0;
+}
+
 RelayCursor::Step RelayCursor::next(Bytes unread) {
     Step step;
     if (passthrough_left_ != 0) {

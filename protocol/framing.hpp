@@ -33,6 +33,15 @@ inline constexpr std::uint32_t min_max_message_length = 10'000;
 /// CancelRequest): 4-byte length (counting itself, at least 8), body.
 [[nodiscard]] Frame frame_startup(Bytes buffer, std::uint32_t max_length);
 
+/// For reads that want to know whether the peer now waits for pglane (proxy/drained_read.hpp):
+/// true when `bytes`, starting at a message boundary, are whole frontend messages and the last
+/// is a Query or a Sync, after which a client has nothing more it must send.
+[[nodiscard]] bool ends_at_query_or_sync(Bytes bytes);
+
+/// The same for a server: how many ReadyForQuery messages `bytes` (starting at a message
+/// boundary) hold when they are whole messages and the last is a ReadyForQuery; 0 otherwise.
+[[nodiscard]] std::size_t ready_for_query_count_at_end(Bytes bytes);
+
 /// Walks a relayed byte stream message by message. Messages that fit the relay buffer come
 /// out whole; one larger than the buffer (a big CopyData or Bind) is reported as
 /// `passthrough` pieces so it streams through without being held in memory.

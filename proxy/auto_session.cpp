@@ -7,6 +7,7 @@
 #include "proxy/cancel_registry.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/function_catalogs.hpp"
+#include "proxy/peer_waits.hpp"
 #include "proxy/startup.hpp"
 #include "proxy/statement_names.hpp"
 #include "routing/node_choice.hpp"
@@ -398,6 +399,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             !servers_[*primary_node_]->broken())
             listening = servers_[*primary_node_].get();
         std::variant<std::tuple<boost::system::error_code>, std::tuple<boost::system::error_code>> result;
+        bool read_already = false;
         if (listening) {
             auto three = co_await (client_.readable() ||
                                    fence_timer_.async_wait(use_nothrow) ||
@@ -412,9 +414,18 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
             result = co_await (client_.readable() ||
                                fence_timer_.async_wait(use_nothrow));
         } else {
+            // Alone, the wait is the read itself: one that ends at a Query or Sync lets the next
+            // wait without a speculative recv, where an async_wait re-arms the socket
+            // (an epoll_ctl) every time. Cancelled by fence() or drain(), it took nothing.
             waiting_idle_ = true;
-            auto [ec] = co_await client_.readable();
+            const ClientWaits waits{&client_in_, true};
+            auto [ec, n] = co_await client_.read_some(free_buffer(client_in_), waits.hint());
             waiting_idle_ = false;
+            if (!ec) {
+                client_in_.commit(n);
+                client_in_.grow_when_full(client_buffer_max_bytes);
+                read_already = true;
+            }
             result.emplace<0>(ec);
         }
         if (fence_) co_return *fence_;
@@ -440,7 +451,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
         // Woken by the timer (a drain while in a transaction): nothing to read; a read now
         // would block the worker's thread until the client sends something.
         if (result.index() == 1) continue;
-        if (!read_client_now()) co_return Disconnect::quiet("client_disconnected");
+        if (!read_already && !read_client_now()) co_return Disconnect::quiet("client_disconnected");
     }
 }
 

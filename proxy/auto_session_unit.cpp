@@ -546,7 +546,12 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                 continue;
             }
         }
-        if (!co_await server.read_more()) {
+        // What the server still owes: the ReadyForQuery of each Sync pglane added, then the
+        // unit's own (none when it ends at a Flush: the server answers and waits unseen).
+        const std::size_t owed = !cursor.in_passthrough() && (unit.complete || sync_at_flush)
+                                     ? static_cast<std::size_t>(swallow_until_ready_) + 1
+                                     : 0;
+        if (!co_await server.read_more(owed)) {
             if (may_retry && !forwarded_any) co_return Outcome::retry_on_primary;
             Disconnect why = server_lost(server, farewell);
             // Half a message reached the client, or it is still sending the unit: no way to

@@ -17,6 +17,11 @@ public:
     explicit ByteBuffer(std::size_t capacity) : storage_(new std::byte[capacity]), capacity_(capacity) {}
 
     [[nodiscard]] protocol::Bytes unread() const { return {storage_.get() + begin_, end_ - begin_}; }
+    /// The unread bytes and the `received` ones after them that a read put into free_space()
+    /// and nobody has committed yet.
+    [[nodiscard]] protocol::Bytes unread_with(std::size_t received) const {
+        return {storage_.get() + begin_, end_ - begin_ + received};
+    }
     [[nodiscard]] std::span<std::byte> free_space() { return {storage_.get() + end_, capacity_ - end_}; }
     [[nodiscard]] const std::byte* data_at(std::size_t offset) const { return storage_.get() + offset; }
     [[nodiscard]] std::size_t begin() const { return begin_; }

@@ -145,6 +145,7 @@ private:
     std::optional<protocol::BackendKey> client_key_;
     protocol::TransactionStatus transaction_ = protocol::TransactionStatus::idle;
     char last_server_tag_ = 0;
+    std::size_t ready_owed_ = 0;   // ReadyForQuery messages the server owes for what was relayed
     bool client_terminated_ = false;
     bool server_connected_ = false;
     asio::steady_timer fence_timer_;

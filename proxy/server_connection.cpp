@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "protocol/md5_auth.hpp"
 #include "proxy/net.hpp"
+#include "proxy/peer_waits.hpp"
 
 #include <fmt/format.h>
 
@@ -127,11 +128,12 @@ bool ServerConnection::usable_after_idle() {
     }
 }
 
-asio::awaitable<bool> ServerConnection::read_more() {
+asio::awaitable<bool> ServerConnection::read_more(std::size_t ready_owed) {
     if (broken_) co_return false;
     in_.compact();
     auto space = in_.free_space();
-    auto [ec, n] = co_await stream_.read_some(asio::buffer(space.data(), space.size()));
+    const ServerAnswered answered{&in_, &ready_owed, true};
+    auto [ec, n] = co_await stream_.read_some(asio::buffer(space.data(), space.size()), answered.hint());
     if (ec) {
         mark_broken();
         co_return false;

@@ -81,7 +81,10 @@ public:
     [[nodiscard]] std::string take_pending_async() { return std::exchange(pending_async_, {}); }
 
     /// Reads more bytes into `in()`; false when the connection broke.
-    [[nodiscard]] asio::awaitable<bool> read_more();
+    /// `ready_owed`: how many ReadyForQuery messages the server still owes for what pglane
+    /// sent, counted from the front of in() (a message boundary); 0 when not known. Once
+    /// they are all read, the connection's next read waits without trying first.
+    [[nodiscard]] asio::awaitable<bool> read_more(std::size_t ready_owed = 0);
 
     [[nodiscard]] std::size_t node() const { return node_; }
     [[nodiscard]] const health::NodeAddress& address() const { return address_; }

@@ -6,6 +6,7 @@
 #include "common/log.hpp"
 #include "protocol/framing.hpp"
 #include "proxy/client_session.hpp"
+#include "proxy/peer_waits.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <fmt/format.h>
@@ -57,6 +58,10 @@ asio::awaitable<Disconnect> ClientSession::client_to_server() {
                                   "unknown_message_type"};
                 break;
             }
+            // Each Query, Sync and FunctionCall is owed one ReadyForQuery.
+            if (step.frame.header_known() &&
+                (step.frame.tag == 'Q' || step.frame.tag == 'S' || step.frame.tag == 'F'))
+                ++ready_owed_;
             client_in_.consume(step.bytes);
             if (step.kind == RelayCursor::Kind::message && step.frame.tag == 'X') {
                 client_terminated_ = true;
@@ -76,7 +81,8 @@ asio::awaitable<Disconnect> ClientSession::client_to_server() {
             co_return *stop;
         }
         client_in_.compact();
-        auto [ec, n] = co_await client_.read_some(free_buffer(client_in_));
+        const ClientWaits waits{&client_in_, !cursor.in_passthrough()};
+        auto [ec, n] = co_await client_.read_some(free_buffer(client_in_), waits.hint());
         if (ec) co_return Disconnect::quiet("client_disconnected");
         client_in_.commit(n);
     }
@@ -97,6 +103,7 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
             if (step.kind == RelayCursor::Kind::message) {
                 last_server_tag_ = step.frame.tag;
                 if (step.frame.tag == 'Z') {
+                    if (ready_owed_ != 0) --ready_owed_;
                     if (auto status = protocol::read_ready_for_query(step.frame.body)) transaction_ = *status;
                 }
             } else if (step.frame.header_known()) {
@@ -118,7 +125,8 @@ asio::awaitable<Disconnect> ClientSession::server_to_client() {
                                  "server_malformed"};
         }
         server_in_.compact();
-        auto [ec, n] = co_await server_.read_some(free_buffer(server_in_));
+        const ServerAnswered answered{&server_in_, &ready_owed_, !cursor.in_passthrough()};
+        auto [ec, n] = co_await server_.read_some(free_buffer(server_in_), answered.hint());
         if (ec) {
             // A server that ended the session with its own FATAL ErrorResponse has said why.
             if (last_server_tag_ == 'E') co_return Disconnect::quiet("server_closed_after_error");

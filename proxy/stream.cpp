@@ -1,5 +1,6 @@
 #include "proxy/stream.hpp"
 
+#include "proxy/drained_read.hpp"
 #include "proxy/tls.hpp"
 
 #include <openssl/err.h>
@@ -132,6 +133,15 @@ asio::awaitable<std::string> Stream::handshake(bool accepting) {
 asio::awaitable<Stream::Result> Stream::read_some(asio::mutable_buffer buffer) {
     if (!ssl_) return socket_.async_read_some(buffer, use_nothrow);
     return tls_read_some(buffer);
+}
+
+asio::awaitable<Stream::Result> Stream::read_some(asio::mutable_buffer buffer, PeerWaits peer_waits) {
+    if (ssl_) return tls_read_some(buffer);
+    if (queued_byte_reports_ == Reports::unknown)
+        queued_byte_reports_ = enable_queued_byte_reports(socket_.native_handle()) ? Reports::on : Reports::unavailable;
+    if (queued_byte_reports_ == Reports::unavailable || buffer.size() == 0)
+        return socket_.async_read_some(buffer, use_nothrow);
+    return async_read_drained(socket_, buffer, peer_waits, use_nothrow);
 }
 
 asio::awaitable<Stream::Result> Stream::tls_read_some(asio::mutable_buffer buffer) {

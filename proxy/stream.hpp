@@ -27,6 +27,17 @@ namespace pglane::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+/// What only a session knows, asked by a read on its hot path: whether, after the
+/// `received` bytes the read just took, the peer has nothing more it must send before pglane
+/// answers (proxy/drained_read.hpp says why a read wants to know). Called inside the read,
+/// while the session's coroutine is suspended on it, so `context` is touched by no one else.
+struct PeerWaits {
+    bool (*check)(const void* context, std::size_t received) = nullptr;
+    const void* context = nullptr;
+
+    [[nodiscard]] bool operator()(std::size_t received) const { return check && check(context, received); }
+};
+
 /// One connection; owned by one session (or server connection) and touched by its worker
 /// thread only. One read and one write may be pending at once, as on a socket.
 class Stream {
@@ -61,6 +72,10 @@ public:
 
     /// Reads what is there, waiting for at least one byte.
     [[nodiscard]] asio::awaitable<Result> read_some(asio::mutable_buffer buffer);
+    /// The same on the hot path of a session: in plaintext, a read that empties the socket
+    /// while `peer_waits` says the peer now waits for pglane spares the socket's next read
+    /// its speculative recv (proxy/drained_read.hpp says when that is safe).
+    [[nodiscard]] asio::awaitable<Result> read_some(asio::mutable_buffer buffer, PeerWaits peer_waits);
     /// Reads what is there without waiting; would_block when nothing is. Needs a
     /// non-blocking socket (set_non_blocking()).
     std::size_t read_now(asio::mutable_buffer buffer, boost::system::error_code& ec);
@@ -144,6 +159,10 @@ private:
     }
 
     tcp::socket socket_;
+    /// Whether the socket reports the bytes a recvmsg left (TCP_INQ), asked at the first read
+    /// that needs it.
+    enum class Reports : unsigned char { unknown, on, unavailable };
+    Reports queued_byte_reports_ = Reports::unknown;
     SSL* ssl_ = nullptr;
     // What the last TLS read needs before it can go on: the socket readable (usually) or
     // writable (OpenSSL has a record of its own to send first).

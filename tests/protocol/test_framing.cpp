@@ -223,3 +223,46 @@ TEST_CASE("the smallest startup packet, an 8-byte SSLRequest, is framed", "[fram
     CHECK(frame.size == 8);
     CHECK(text(frame.body) == be32(ssl_request_code));
 }
+
+// ---- ends_at_query_or_sync, ready_for_query_count_at_end --------------------------------
+
+TEST_CASE("a client's bytes end where it waits only after a whole Query or Sync", "[framing][waits]") {
+    const std::string query = tagged('Q', cstr("SELECT 1"));
+    const std::string sync = tagged('S', "");
+    const std::string parse = tagged('P', cstr("") + cstr("SELECT $1") + be16(0));
+    const std::string bind = tagged('B', cstr("") + cstr("") + be16(0) + be16(0) + be16(0));
+    const std::string execute = tagged('E', cstr("") + be32(0));
+    CHECK(ends_at_query_or_sync(bytes(query)));
+    CHECK(ends_at_query_or_sync(bytes(sync)));
+    CHECK(ends_at_query_or_sync(bytes(parse + bind + execute + sync)));
+    CHECK(ends_at_query_or_sync(bytes(query + query)));
+    // Not yet: the extended protocol before its Sync, half a Query, a Flush, COPY data.
+    CHECK_FALSE(ends_at_query_or_sync(bytes(parse + bind + execute)));
+    CHECK_FALSE(ends_at_query_or_sync(bytes(query.substr(0, query.size() - 1))));
+    CHECK_FALSE(ends_at_query_or_sync(bytes(query + sync.substr(0, 3))));
+    CHECK_FALSE(ends_at_query_or_sync(bytes(tagged('H', ""))));
+    CHECK_FALSE(ends_at_query_or_sync(bytes(tagged('d', "1\t2\n"))));
+    // A CopyData whose last byte is NUL is still not a Query.
+    CHECK_FALSE(ends_at_query_or_sync(bytes(tagged('d', cstr("x")))));
+    // A Sync's bytes at the end of a longer message are not a Sync.
+    CHECK_FALSE(ends_at_query_or_sync(bytes(tagged('d', sync))));
+    CHECK_FALSE(ends_at_query_or_sync(bytes("")));
+    CHECK_FALSE(ends_at_query_or_sync(bytes(header('Q', 2) + std::string(1, '\0'))));   // malformed length
+}
+
+TEST_CASE("a server's bytes count their ReadyForQuery messages only when they end with one",
+          "[framing][waits]") {
+    const std::string ready = tagged('Z', "I");
+    const std::string row = tagged('D', be16(1) + be32(1) + "1");
+    const std::string complete = tagged('C', cstr("SELECT 1"));
+    CHECK(ready_for_query_count_at_end(bytes(ready)) == 1);
+    CHECK(ready_for_query_count_at_end(bytes(row + complete + ready)) == 1);
+    CHECK(ready_for_query_count_at_end(bytes(complete + ready + complete + tagged('Z', "T"))) == 2);
+    CHECK(ready_for_query_count_at_end(bytes(row + complete)) == 0);
+    CHECK(ready_for_query_count_at_end(bytes(ready + complete)) == 0);
+    CHECK(ready_for_query_count_at_end(bytes(ready.substr(0, 5))) == 0);
+    // A DataRow whose value ends with a ReadyForQuery's six bytes is not one.
+    CHECK(ready_for_query_count_at_end(bytes(tagged('D', be16(1) + be32(6) + ready))) == 0);
+    // Bytes that do not start at a message boundary are not counted.
+    CHECK(ready_for_query_count_at_end(bytes(row.substr(2) + ready)) == 0);
+}

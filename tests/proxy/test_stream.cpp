@@ -2,6 +2,7 @@
 // first (immediate) send must follow in order, whatever the split between the pieces.
 
 #include "proxy/stream.hpp"
+#include "tests/support/loopback_pair.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -22,15 +23,11 @@ std::string pattern(std::size_t size, char seed) {
     return text;
 }
 
-struct Pair {
-    asio::io_context io;
-    tcp::socket sender{io};
-    tcp::socket receiver{io};
+struct Pair : pglane::test::LoopbackPair {
+    tcp::socket& sender = connecting;
+    tcp::socket& receiver = accepted;
 
     Pair() {
-        tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-        sender.connect(acceptor.local_endpoint());
-        receiver = acceptor.accept();
         // Small buffers: a write of a few MiB is taken in many pieces.
         sender.set_option(asio::socket_base::send_buffer_size(16 * 1024));
         receiver.set_option(asio::socket_base::receive_buffer_size(16 * 1024));
