@@ -185,6 +185,59 @@ class TransactionPooling(unittest.TestCase):
                                                           node="n0", database=DB), 10)
         self.assertGreater(metric(self.wide, "pglane_pool_wait_seconds_count", node="n0", database=DB), 0)
 
+    def test_a_function_catalog_load_does_not_hold_its_connection_while_the_unit_waits(self):
+        """A database's first read that calls a function loads pglane's function catalog on a
+        connection it borrows, the primary's when it can. It used to keep that connection
+        while the unit waited for its standby. Meanwhile a session that held that standby waited
+        for the primary, to ask its WAL position for read-your-writes. Each waited for what the
+        other held, until pool.max_wait_ms. Here both meet for certain: one connection per node,
+        reads only to n1 (n2 weight 0), and the catalog query held up by a lock on pg_proc."""
+        self.direct("DROP TABLE IF EXISTS catalog_cycle; CREATE TABLE catalog_cycle (id int)")
+        pgwire.wait_replayed(self.cluster)
+        nodes = [{"name": n, "host": "127.0.0.1", "port": self.cluster.port(n), "weight": 0 if n == "n2" else 1}
+                 for n in ("n0", "n1", "n2")]
+        fresh = AutoPglane(self.cluster, users={USER: PASSWORD}, log_level="info", overrides={
+            "workers": 1, "nodes": nodes, "pool": {"mode": "transaction", "size": 1, "max_wait_ms": 3000}})
+        with fresh:
+            fresh.wait_until(pgwire.all_routable, 15, "n0 primary and n1, n2 routable standbys")
+            reader, writer = self.connect(fresh), self.connect(fresh)
+            writer.cursor().execute("INSERT INTO catalog_cycle VALUES (1)")   # its reads wait for a replay check
+            lock = psycopg2.connect(host="127.0.0.1", port=self.cluster.port("n0"), user="postgres",
+                                    password=SUPERUSER_PASSWORD, dbname=DB)
+            results, errors = {}, []
+
+            def read(name, conn, sql):
+                try:
+                    results[name] = self.value(conn, sql)
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(f"{name}: {type(e).__name__}: {e}")
+
+            try:
+                lock.cursor().execute("LOCK TABLE pg_catalog.pg_proc IN ACCESS EXCLUSIVE MODE")
+                # count() calls a function: the catalog loads on n0 and waits for the lock there.
+                first = threading.Thread(target=read, args=("catalog", reader, "SELECT count(*) FROM catalog_cycle"))
+                first.start()
+                deadline = time.monotonic() + 10
+                waiting = (f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{USER}' "
+                           "AND wait_event_type = 'Lock'")
+                while self.cluster.value("n0", waiting) == "0":   # from "postgres": its pg_proc is not locked
+                    self.assertLess(time.monotonic(), deadline, "the catalog query never waited for the lock")
+                    time.sleep(0.05)
+                # No function: straight to n1, then the replay check wants n0.
+                second = threading.Thread(target=read, args=("replay", writer, "SELECT id FROM catalog_cycle"))
+                second.start()
+                time.sleep(1.0)
+            finally:
+                lock.rollback()
+                lock.close()
+            first.join(20)
+            second.join(20)
+            self.assertEqual(errors, [])
+            self.assertEqual(results, {"catalog": 1, "replay": 1})
+            reader.close()
+            writer.close()
+            self.assertNotIn("pool_wait_timeout", fresh.log_text())
+
     def test_set_values_stay_with_their_client_on_one_server_session(self):
         p = self.narrow
         a, b = self.connect(p, p.rw_port), self.connect(p, p.rw_port)
