@@ -547,6 +547,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 unit.statements.push_back(c);
                 need_deallocated_statement(unit, c);
             }
+            if (services_.pools) name_parsed_statements_for_pool(unit, raw, *sql, c);
             unit.executed.insert(unit.executed.end(), unit.statements.begin() + static_cast<std::ptrdiff_t>(first_new),
                                  unit.statements.end());
             if (c.session_state) unit.session_sql.emplace_back(*sql);
@@ -719,11 +720,29 @@ void AutoSession::need_protocol_statement(Unit& unit, const std::string& name) {
     // A Query that names a statement the client Parsed (EXECUTE, DEALLOCATE, a PREPARE of
     // the same name) gets it onto the unit's node first: injections() sends its Parse with
     // a Sync of pglane's own ahead of the Query, whose answers the client never sees. Under
-    // pooling a server knows the statement by its pooled name, which the SQL does not say:
-    // there the server answers as if the name were free.
-    if (services_.pools || !statements_.contains(name)) return;
+    // pooling the server knows it by its pooled name, which the Query is then sent with
+    // (name_parsed_statements_for_pool).
+    if (!statements_.contains(name)) return;
     if (std::find(unit.needs_statement.begin(), unit.needs_statement.end(), name) != unit.needs_statement.end()) return;
     unit.needs_statement.push_back(name);
+}
+
+void AutoSession::name_parsed_statements_for_pool(Unit& unit, protocol::Bytes raw, std::string_view sql,
+                                                  const routing::Classification& c) {
+    // The Query, appended to the unit as received, is sent with the pooled names instead.
+    // A PREPARE of a Parsed statement's name is then refused (42P05) as on a server of the
+    // client's own, though the message names the pooled statement.
+    std::optional<std::string> renamed;
+    for (const std::string* name : {&c.execute_name, &c.prepare_name, &c.deallocate_name}) {
+        if (name->empty() || sql_statements_.contains(*name)) continue;
+        auto held = statements_.find(*name);
+        if (held == statements_.end()) continue;
+        const std::string text = renamed ? *renamed : std::string(sql);
+        if (auto again = rename_sql_statement_name(text, *name, held->second.server_name)) renamed = std::move(again);
+    }
+    if (!renamed) return;
+    unit.bytes.resize(unit.bytes.size() - raw.size());
+    protocol::MessageWriter(unit.bytes, 'Q').cstring(*renamed);
 }
 
 AutoSession::OwnAnswer AutoSession::own_answer(const Unit& unit) const {

@@ -117,6 +117,8 @@ private:
                                                                 protocol::Bytes raw);
     void need_protocol_statement(Unit& unit, const std::string& name);
     void need_deallocated_statement(Unit& unit, const routing::Classification& c);
+    void name_parsed_statements_for_pool(Unit& unit, protocol::Bytes raw, std::string_view sql,
+                                         const routing::Classification& c);
     void keep_off_standbys(const Unit& unit);
     /// Which of pglane's own answers below may serve the unit instead of a server: the cheap
     /// part of their conditions, so that most units decide without a coroutine frame.

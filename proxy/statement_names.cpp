@@ -1,8 +1,11 @@
 #include "proxy/statement_names.hpp"
 
 #include "protocol/messages.hpp"
+#include "proxy/sql_text.hpp"
 
 #include <openssl/evp.h>
+#include <pg_query.h>
+#include <pg_query/pg_query.pb-c.h>
 
 #include <algorithm>
 #include <array>
@@ -78,6 +81,84 @@ bool append_with_query(std::string& out, protocol::Bytes body, std::string_view 
         .cstring(query)
         .raw(protocol::as_text(body.subspan(name + 1 + old + 1)));
     return true;
+}
+
+namespace {
+
+/// The name an identifier token spells, folded as the parser folds it: a quoted one as
+/// written (doubled quotes undone), an unquoted one in ASCII lower case. nullopt for forms
+/// that never equal a name pglane tracks unfolded (U&"..." escapes).
+std::optional<std::string> folded_identifier(std::string_view token) {
+    if (token.empty()) return std::nullopt;
+    std::string name;
+    if (token.front() == '"') {
+        if (token.size() < 2 || token.back() != '"') return std::nullopt;
+        for (std::size_t i = 1; i + 1 < token.size(); ++i) {
+            name += token[i];
+            if (token[i] == '"') ++i;   // "" stands for one quote
+        }
+        return name;
+    }
+    if (token.size() > 1 && (token[0] == 'U' || token[0] == 'u') && token[1] == '&') return std::nullopt;
+    for (char ch : token) name += (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch - 'A' + 'a') : ch;
+    return name;
+}
+
+}  // namespace
+
+std::optional<std::string> rename_sql_statement_name(const std::string& sql, std::string_view from, std::string_view to) {
+    PgQueryScanResult scan = pg_query_scan(sql.c_str());
+    std::optional<std::string> renamed;
+    if (scan.error == nullptr) {
+        PgQuery__ScanResult* tokens = pg_query__scan_result__unpack(
+            nullptr, scan.pbuf.len, reinterpret_cast<const std::uint8_t*>(scan.pbuf.data));
+        if (tokens != nullptr) {
+            std::string out;
+            std::size_t copied = 0;
+            for (std::size_t i = 0; i + 1 < tokens->n_tokens; ++i) {
+                const PgQuery__Token keyword = tokens->tokens[i]->token;
+                if (keyword != PG_QUERY__TOKEN__EXECUTE && keyword != PG_QUERY__TOKEN__PREPARE &&
+                    keyword != PG_QUERY__TOKEN__DEALLOCATE)
+                    continue;
+                // The scanner reports comments as tokens of their own.
+                auto next = [&](std::size_t from_token) {
+                    std::size_t at = from_token + 1;
+                    while (at < tokens->n_tokens && (tokens->tokens[at]->token == PG_QUERY__TOKEN__SQL_COMMENT ||
+                                                     tokens->tokens[at]->token == PG_QUERY__TOKEN__C_COMMENT))
+                        ++at;
+                    return at;
+                };
+                std::size_t at = next(i);
+                if (at < tokens->n_tokens && keyword == PG_QUERY__TOKEN__DEALLOCATE &&
+                    tokens->tokens[at]->token == PG_QUERY__TOKEN__PREPARE)
+                    at = next(at);
+                if (at >= tokens->n_tokens) break;
+                const PgQuery__ScanToken& name = *tokens->tokens[at];
+                // Not a statement name: PREPARE TRANSACTION, EXECUTE FUNCTION/PROCEDURE of a
+                // trigger, GRANT EXECUTE ON, DEALLOCATE ALL.
+                switch (name.token) {
+                    case PG_QUERY__TOKEN__TRANSACTION: case PG_QUERY__TOKEN__FUNCTION:
+                    case PG_QUERY__TOKEN__PROCEDURE: case PG_QUERY__TOKEN__ON: case PG_QUERY__TOKEN__ALL:
+                        continue;
+                    default: break;
+                }
+                const auto start = static_cast<std::size_t>(name.start);
+                const auto end = static_cast<std::size_t>(name.end);
+                if (start < copied || end > sql.size() || start > end) continue;
+                if (folded_identifier(std::string_view(sql).substr(start, end - start)) != from) continue;
+                out.append(sql, copied, start - copied);
+                out += quote_identifier(to);
+                copied = end;
+            }
+            if (copied != 0) {
+                out.append(sql, copied, std::string::npos);
+                renamed = std::move(out);
+            }
+            pg_query__scan_result__free_unpacked(tokens, nullptr);
+        }
+    }
+    pg_query_free_scan_result(scan);
+    return renamed;
 }
 
 std::optional<int> bind_result_format_count(protocol::Bytes body) {

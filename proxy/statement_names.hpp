@@ -27,6 +27,14 @@ bool append_renamed(std::string& out, char tag, protocol::Bytes body, std::strin
 /// the parameter types as they were). False for a malformed body, and nothing is appended.
 bool append_with_query(std::string& out, protocol::Bytes body, std::string_view query);
 
+/// `sql` with the prepared-statement name `from` (as the parser folds an identifier)
+/// replaced by `to` wherever it follows EXECUTE, PREPARE or DEALLOCATE [PREPARE]: the SQL
+/// statements that name a prepared statement, EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE
+/// included. Found with libpg_query's scanner, so names in strings and comments stay.
+/// nullopt when nothing was replaced or the scanner rejects `sql`.
+[[nodiscard]] std::optional<std::string> rename_sql_statement_name(const std::string& sql, std::string_view from,
+                                                                   std::string_view to);
+
 /// How many result-column format codes a Bind body carries (0 or 1: one rule for every
 /// column; more: one per column, so the client relies on a known column count); nullopt
 /// when the body is malformed.

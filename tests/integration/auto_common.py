@@ -162,13 +162,12 @@ def check_extended_deallocate(test, dsn):
             test.assertEqual(sqlstate(pg.exec_prepared(b"parsed_all", [])), "26000", f"attempt {attempt}")
 
 
-def check_sql_and_protocol_statements_share_names(test, dsn, pooled=False):
+def check_sql_and_protocol_statements_share_names(test, dsn):
     """SQL PREPARE and the protocol's Parse name statements in one namespace, as on a server
     of its own: a Bind or Describe runs a statement SQL PREPARE made, EXECUTE runs one the
     client Parsed, and a name either one holds is refused to the other (42P05), whichever
     node each unit lands on. Under transaction pooling a server knows a Parsed statement by
-    a pooled name the SQL does not say: there EXECUTE of it gets 26000 and a PREPARE of its
-    name succeeds (checked, so that a change there is noticed)."""
+    a pooled name: pglane sends the SQL with that name, so all of this holds there too."""
     import psycopg
     from psycopg import pq
 
@@ -192,16 +191,9 @@ def check_sql_and_protocol_statements_share_names(test, dsn, pooled=False):
         for attempt in range(3):
             ran = pg.exec_(f"EXECUTE by_parse({attempt})".encode())
             refused = pg.exec_(b"PREPARE by_parse AS SELECT 2")
-            if pooled:
-                test.assertEqual(sqlstate(ran), "26000", f"attempt {attempt}: {ran.status}")
-                test.assertEqual(refused.status, pq.ExecStatus.COMMAND_OK, refused.error_message)
-                test.assertEqual(pg.exec_(b"DEALLOCATE by_parse").status, pq.ExecStatus.COMMAND_OK)
-                continue
             test.assertEqual(ran.status, pq.ExecStatus.TUPLES_OK, f"attempt {attempt}: {ran.error_message}")
             test.assertEqual(ran.get_value(0, 0), str(20 + attempt).encode())
             test.assertEqual(sqlstate(refused), "42P05", f"attempt {attempt}: {refused.status} {refused.error_message}")
-        if pooled:
-            return
         # Inside a transaction, and after the Parsed statement's table went away.
         test.assertEqual(pg.exec_(b"BEGIN").status, pq.ExecStatus.COMMAND_OK)
         test.assertEqual(pg.exec_(b"EXECUTE by_parse(1)").get_value(0, 0), b"21")

@@ -294,7 +294,7 @@ class TransactionPooling(unittest.TestCase):
     def test_sql_and_protocol_statements_share_one_namespace(self):
         import auto_common
         auto_common.check_sql_and_protocol_statements_share_names(
-            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB), pooled=True)
+            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
 
     def test_same_named_prepared_statements_of_two_clients_interleave(self):
         p = self.narrow

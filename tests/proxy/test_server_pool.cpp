@@ -100,6 +100,29 @@ TEST_CASE("a Parse gets another query text, its name and parameter types kept by
     REQUIRE(out.empty());
 }
 
+TEST_CASE("SQL that names a prepared statement gets the pooled name instead") {
+    const std::string to = "pglane_ab";
+    CHECK(rename_sql_statement_name("EXECUTE s1(1, 'x')", "s1", to) == "EXECUTE \"pglane_ab\"(1, 'x')");
+    CHECK(rename_sql_statement_name("execute S1", "s1", to) == "execute \"pglane_ab\"");
+    CHECK(rename_sql_statement_name("EXECUTE \"S1\"", "S1", to) == "EXECUTE \"pglane_ab\"");
+    CHECK(rename_sql_statement_name("EXECUTE \"a\"\"b\"", "a\"b", to) == "EXECUTE \"pglane_ab\"");
+    CHECK(rename_sql_statement_name("PREPARE s1 AS SELECT 1", "s1", to) == "PREPARE \"pglane_ab\" AS SELECT 1");
+    CHECK(rename_sql_statement_name("DEALLOCATE PREPARE s1", "s1", to) == "DEALLOCATE PREPARE \"pglane_ab\"");
+    CHECK(rename_sql_statement_name("EXPLAIN EXECUTE s1(2)", "s1", to) == "EXPLAIN EXECUTE \"pglane_ab\"(2)");
+    CHECK(rename_sql_statement_name("SELECT 1; EXECUTE s1; EXECUTE s2; EXECUTE /* c */ s1", "s1", to) ==
+          "SELECT 1; EXECUTE \"pglane_ab\"; EXECUTE s2; EXECUTE /* c */ \"pglane_ab\"");
+    // Nothing to rename: another name, a quoted name of other case, a name in a string or a
+    // comment, statements where the word after the keyword is not a statement name.
+    CHECK_FALSE(rename_sql_statement_name("EXECUTE s2", "s1", to));
+    CHECK_FALSE(rename_sql_statement_name("EXECUTE \"S1\"", "s1", to));
+    CHECK_FALSE(rename_sql_statement_name("SELECT 'EXECUTE s1' -- EXECUTE s1", "s1", to));
+    CHECK_FALSE(rename_sql_statement_name("PREPARE TRANSACTION 'transaction'", "transaction", to));
+    CHECK_FALSE(rename_sql_statement_name("GRANT EXECUTE ON FUNCTION f() TO PUBLIC", "on", to));
+    CHECK_FALSE(rename_sql_statement_name("DEALLOCATE ALL", "all", to));
+    CHECK_FALSE(rename_sql_statement_name("EXECUTE U&\"s1\"", "s1", to));
+    CHECK_FALSE(rename_sql_statement_name("EXECUTE 'unterminated", "s1", to));
+}
+
 TEST_CASE("a Bind's result format count is read past its parameters") {
     std::string per_column;
     protocol::MessageWriter(per_column, 'B').cstring("").cstring("s").i16(2).i16(1).i16(0).i16(2).i32(-1).i32(3).raw("abc")
