@@ -583,6 +583,20 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
             }
             const bool parsed_here =
                 std::find(unit.parses.begin(), unit.parses.end(), parse->statement) != unit.parses.end();
+            // A DEALLOCATE earlier in this unit frees the name before this Parse runs (psycopg 3
+            // and others evict from their statement cache in the pipeline that prepares anew).
+            std::optional<PreparedStatement> dropped;
+            if (!parse->statement.empty()) {
+                auto held = statements_.find(std::string(parse->statement));
+                const bool deallocated = held != statements_.end() &&
+                                         std::any_of(unit.executed.begin(), unit.executed.end(), [&](const auto& e) {
+                                             return e.deallocate_all || e.deallocate_name == parse->statement;
+                                         });
+                if (deallocated) {
+                    dropped = std::move(held->second);
+                    statements_.erase(held);
+                }
+            }
             if (auto held = parse->statement.empty() ? statements_.end() : statements_.find(std::string(parse->statement));
                 held != statements_.end()) {
                 // The session holds this name already: PostgreSQL refuses the Parse (42P05) and
@@ -611,6 +625,7 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 statement.version = next_version_++;
                 if (renames) unit.bytes.append(protocol::as_text(raw));
             }
+            if (dropped) unit.reparsed.push_back({std::string(parse->statement), std::move(*dropped), statement});
             unit.parses.emplace_back(parse->statement);
             unit.statements.push_back(c);   // routes the unit; it runs (and SETs count) when Bound
             unit.reply_order.push_back('P');

@@ -68,6 +68,15 @@ struct Unit {
     std::vector<std::string> closes;                    // statement names this unit Closes, as servers know them
     std::vector<std::string> sql_prepares, sql_executes;
     std::vector<std::string> session_sql;               // SET-like statements to replay elsewhere
+    /// Statements Parsed after a DEALLOCATE of their name (or DEALLOCATE ALL) that runs
+    /// earlier in this unit: the one the DEALLOCATE drops (the node must hold it first), and
+    /// what the session holds under the name once the unit is over.
+    struct Reparsed {
+        std::string name;
+        PreparedStatement dropped;
+        PreparedStatement statement;
+    };
+    std::vector<Reparsed> reparsed;
     bool runs_statements = false;      // has a Query, Bind, Execute, FunctionCall or COPY data
     bool ends_with_flush = false;      // its last message so far is a Flush
     bool describes = false;            // has a Describe: the client reads the result's shape afresh

@@ -29,6 +29,7 @@ void Unit::clear(std::size_t keep_bytes) {
     sql_prepares.clear();
     sql_executes.clear();
     session_sql.clear();
+    reparsed.clear();
     runs_statements = ends_with_flush = describes = per_column_formats = simple = complete = terminate = false;
 }
 
@@ -268,14 +269,21 @@ std::string AutoSession::injections(const Unit& unit, ServerConnection& server) 
     };
     std::vector<std::string_view> injected;
     for (const std::string& name : unit.needs_statement) {
-        auto it = statements_.find(name);
-        if (it == statements_.end()) continue;   // the server answers "does not exist", as it should
-        const std::string& server_name = it->second.server_name;
+        // A statement this unit DEALLOCATEs and then Parses anew: the DEALLOCATE wants the old one.
+        const PreparedStatement* wanted = nullptr;
+        for (const Unit::Reparsed& again : unit.reparsed)
+            if (again.name == name) wanted = &again.dropped;
+        if (!wanted) {
+            auto it = statements_.find(name);
+            if (it == statements_.end()) continue;   // the server answers "does not exist", as it should
+            wanted = &it->second;
+        }
+        const std::string& server_name = wanted->server_name;
         auto held = server.statements.find(server_name);
-        if (held != server.statements.end() && held->second == it->second.version) continue;
+        if (held != server.statements.end() && held->second == wanted->version) continue;
         if (std::find(injected.begin(), injected.end(), server_name) != injected.end()) continue;
         close(server_name);
-        out += it->second.definition;
+        out += wanted->definition;
         parse_replies_.push_back(true);
         injected.push_back(server_name);
     }
@@ -705,6 +713,12 @@ void AutoSession::remember_sql_statements(const Unit& unit, ServerConnection& se
                 statements_.erase(it);
             }
         }
+    }
+    // What the unit Parsed after such a DEALLOCATE is held from now on, on this server too.
+    for (const Unit::Reparsed& again : unit.reparsed) {
+        server.statements.erase(again.dropped.server_name);
+        server.statements[again.statement.server_name] = again.statement.version;
+        statements_[again.name] = again.statement;
     }
     if (unit.sql_prepares.empty()) return;
     if (!unit.simple || unit.statements.size() != 1 || unit.statements.front().statement_count != 1) {

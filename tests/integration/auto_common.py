@@ -113,6 +113,66 @@ def check_parse_of_a_held_name(test, dsn):
         test.assertEqual(run.get_value(0, 0), b"3", run.error_message)
 
 
+def check_deallocate_and_parse_anew_in_one_pipeline(test, dsn):
+    """A pipeline that DEALLOCATEs a statement and Parses its name anew before its Sync (a
+    driver evicting from its statement cache in the same round trip that prepares): the new
+    statement is what the name holds afterwards, on every node the session's reads reach,
+    and the same for DEALLOCATE ALL."""
+    import psycopg
+    from psycopg import pq
+
+    def pipeline(pg, deallocate, query):
+        pg.enter_pipeline_mode()
+        pg.send_query_params(deallocate, None)
+        pg.send_prepare(b"again", query)
+        pg.send_query_prepared(b"again", None)
+        pg.pipeline_sync()
+        answers = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not answers or answers[-1][0] != pq.ExecStatus.PIPELINE_SYNC):
+            pg.consume_input()
+            while not pg.is_busy():
+                result = pg.get_result()
+                if result is None:
+                    break
+                answers.append((pq.ExecStatus(result.status), result.error_message.decode().strip(),
+                                result.get_value(0, 0) if result.status == pq.ExecStatus.TUPLES_OK else None))
+                if answers[-1][0] == pq.ExecStatus.PIPELINE_SYNC:
+                    break
+            time.sleep(0.005)
+        while pg.get_result() is not None:
+            pass
+        pg.exit_pipeline_mode()
+        return answers
+
+    cluster = LocalCluster.from_env()
+    standby_ports = {cluster.port("n1"), cluster.port("n2")}
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        pg = conn.pgconn
+        for round_, deallocate in enumerate((b"DEALLOCATE again", b"DEALLOCATE ALL")):
+            old, new = f"SELECT {round_ * 10 + 1}".encode(), f"SELECT {round_ * 10 + 2}, inet_server_port()".encode()
+            made = pg.prepare(b"again", old)
+            test.assertEqual(made.status, pq.ExecStatus.COMMAND_OK, made.error_message)
+            answers = pipeline(pg, deallocate, new)
+            test.assertEqual([a[0] for a in answers],
+                             [pq.ExecStatus.COMMAND_OK, pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK,
+                              pq.ExecStatus.PIPELINE_SYNC], f"{deallocate}: {answers}")
+            test.assertEqual(answers[2][2], str(round_ * 10 + 2).encode())
+            # Reads take the standbys in turn, once they have replayed what the session did on
+            # the primary (read-your-writes): both must hold the new statement.
+            ports = set()
+            for attempt in range(100):
+                run = pg.exec_prepared(b"again", None)
+                test.assertEqual(run.status, pq.ExecStatus.TUPLES_OK, f"{deallocate}, {attempt}: {run.error_message}")
+                test.assertEqual(run.get_value(0, 0), str(round_ * 10 + 2).encode())
+                ports.add(int(run.get_value(0, 1)))
+                if standby_ports <= ports:
+                    break
+                time.sleep(0.02)
+            test.assertLessEqual(standby_ports, ports, "the reads did not reach both standbys")
+            test.assertEqual(pg.exec_(b"DEALLOCATE again").status, pq.ExecStatus.COMMAND_OK)
+
+
 def check_extended_deallocate(test, dsn):
     """DEALLOCATE sent with the extended protocol (libpq's PQexecParams, as psycopg 3 sends it
     when it evicts a statement from its cache) drops the statement wherever the session's

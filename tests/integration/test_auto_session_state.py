@@ -198,6 +198,9 @@ class AutoSessionState(unittest.TestCase):
     def test_deallocate_through_the_extended_protocol(self):
         ac.check_extended_deallocate(self, PGLANE.auto_dsn())
 
+    def test_deallocate_and_parse_anew_in_one_pipeline(self):
+        ac.check_deallocate_and_parse_anew_in_one_pipeline(self, PGLANE.auto_dsn())
+
     def test_sql_and_protocol_statements_share_one_namespace(self):
         ac.check_sql_and_protocol_statements_share_names(self, PGLANE.auto_dsn())
 

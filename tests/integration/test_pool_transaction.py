@@ -291,6 +291,11 @@ class TransactionPooling(unittest.TestCase):
         auto_common.check_extended_deallocate(
             self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
 
+    def test_deallocate_and_parse_anew_in_one_pipeline(self):
+        import auto_common
+        auto_common.check_deallocate_and_parse_anew_in_one_pipeline(
+            self, self.wide.dsn(self.wide.auto_port, user=USER, password=PASSWORD, dbname=DB))
+
     def test_sql_and_protocol_statements_share_one_namespace(self):
         import auto_common
         auto_common.check_sql_and_protocol_statements_share_names(
