@@ -8,10 +8,8 @@ PGLANE_TEST_BASE_PORT=57432 PGLANE_TEST_CLUSTER_DIR=/tmp/pglane-review-57432 \
   -p 'test_auto_review.py' -v
 """
 
-import os
 import socket
 import struct
-import threading
 import time
 import unittest
 

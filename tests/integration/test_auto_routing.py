@@ -4,7 +4,6 @@
 Which node answered is read from current_setting('cluster_name') (n0 primary, n1/n2
 standbys; STABLE, so it is a read that may run anywhere)."""
 
-import re
 import unittest
 
 import psycopg2

@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.extensions
 
 import auto_common as ac
-from auto_common import NODE_SQL, STANDBYS, nodes_of, value
+from auto_common import STANDBYS, nodes_of, value
 
 CLUSTER = STARTED = PGLANE = None
 

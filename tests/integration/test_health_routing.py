@@ -5,7 +5,6 @@ primary (ro_fallback_to_primary) or get ErrorResponse 08006 naming why. Every te
 the cluster healthy (replay resumed, nodes started and streaming)."""
 
 import os
-import time
 import unittest
 
 import psycopg2

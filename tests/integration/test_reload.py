@@ -5,7 +5,6 @@ parse, or that changes anything a running pglane cannot (here limits.startup_tim
 is refused as a whole with a log line, and the running configuration stays."""
 
 import subprocess
-import time
 import unittest
 
 import psycopg2

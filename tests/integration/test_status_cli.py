@@ -3,7 +3,6 @@ it is up, counts the sessions on each node, shows a stopped standby as DOWN, ref
 --watch, reads the address from --config, and fails with a clear message and exit code 1
 when nothing answers."""
 
-import os
 import signal
 import subprocess
 import time

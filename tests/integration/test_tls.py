@@ -14,14 +14,12 @@ reachable and /status says why."""
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import tempfile
 import unittest
 
 import psycopg
-import psycopg2
 
 import pgwire
 from cluster import LocalCluster
