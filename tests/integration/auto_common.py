@@ -62,6 +62,20 @@ def settle(cluster):
     time.sleep(0.7)
 
 
+def nodes_until_standbys(cur, timeout=5.0):
+    """The nodes a session's reads land on, read until both standbys were seen or `timeout`.
+    After a write, read-your-writes asks the primary's current WAL position, which may be a
+    background record (a standby snapshot, a checkpoint) ahead of what settle() waited for,
+    and not yet flushed to the standbys for up to wal_writer_delay: the first reads may then
+    rightly stay on the primary."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    while not STANDBYS <= seen and time.monotonic() < deadline:
+        seen.add(value(cur, NODE_SQL))
+        time.sleep(0.02)
+    return seen
+
+
 def log_lines(p, pattern):
     return [line for line in p.log_text().splitlines() if re.search(pattern, line)]
 
