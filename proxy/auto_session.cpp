@@ -760,6 +760,12 @@ void AutoSession::name_parsed_statements_for_pool(Unit& unit, protocol::Bytes ra
     protocol::MessageWriter(unit.bytes, 'Q').cstring(*renamed);
 }
 
+std::string AutoSession::client_statement_name(std::string_view pooled) const {
+    for (const auto& [name, statement] : statements_)
+        if (statement.server_name == pooled) return name;
+    return {};
+}
+
 AutoSession::OwnAnswer AutoSession::own_answer(const Unit& unit) const {
     // In a failed transaction the server answers (25P02), as it would to any of these.
     if (unit.simple && unit.statements.size() == 1 && status_ != protocol::TransactionStatus::failed) {

@@ -129,6 +129,8 @@ private:
     void name_parsed_statements_for_pool(Unit& unit, protocol::Bytes raw, std::string_view sql,
                                          const routing::Classification& c);
     void keep_off_standbys(const Unit& unit);
+    /// The client's name for a statement a pooled server knows as `pooled`; empty if none.
+    [[nodiscard]] std::string client_statement_name(std::string_view pooled) const;
     /// Which of pglane's own answers below may serve the unit instead of a server: the cheap
     /// part of their conditions, so that most units decide without a coroutine frame.
     enum class OwnAnswer { none, pglane_setting, deallocate, lone_begin };
@@ -254,6 +256,7 @@ private:
     Unit unit_;
     std::string server_out_;                              // what execute() sends the server
     std::vector<asio::const_buffer> client_pieces_;       // what execute() relays to the client
+    std::deque<std::string> renamed_errors_;               // ...and errors it rewrote (stable addresses)
     std::vector<const routing::Classification*> routed_;  // the unit's statements, for the router
     std::vector<std::size_t> candidates_;                 // choose_standby's nodes, best first
     asio::steady_timer fence_timer_;

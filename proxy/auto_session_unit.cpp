@@ -8,6 +8,7 @@
 #include "proxy/sql_text.hpp"
 #include "proxy/auto_session.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/statement_names.hpp"
 #include "routing/node_choice.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -390,6 +391,7 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
         // 1. Relay what the server has sent, minus the answers to pglane's own messages.
         ByteBuffer& in = server.in();
         pieces.clear();
+        renamed_errors_.clear();
         std::size_t span_start = in.begin();
         bool done = false;
         while (!done) {
@@ -489,6 +491,22 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
                         span_start = in.begin();
                         forwarded_any = true;
                         continue;
+                    }
+                    if (!swallow && services_.pools) {
+                        // A pooled server names the client's statements by their pooled names
+                        // ("prepared statement ... already exists"): the client reads its own.
+                        auto named = with_client_statement_names(
+                            step.frame.body, [&](std::string_view pooled) { return client_statement_name(pooled); });
+                        if (named) {
+                            if (in.begin() > span_start) pieces.emplace_back(in.data_at(span_start), in.begin() - span_start);
+                            std::string& renamed = renamed_errors_.emplace_back();
+                            protocol::MessageWriter(renamed, 'E').raw(*named);
+                            pieces.emplace_back(renamed.data(), renamed.size());
+                            in.consume(step.bytes);
+                            span_start = in.begin();
+                            forwarded_any = true;
+                            continue;
+                        }
                     }
                 } else if (tag == 'G') {
                     copy_in = true;

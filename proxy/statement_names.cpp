@@ -49,6 +49,20 @@ std::string pooled_statement_name(std::string_view client_name, protocol::Bytes 
     return name;
 }
 
+namespace statement_names_detail {
+
+std::size_t pooled_name_at(std::string_view text, std::size_t at) {
+    constexpr std::string_view prefix = "pglane_";
+    constexpr std::size_t length = prefix.size() + 32;
+    if (text.size() < at + length || text.substr(at, prefix.size()) != prefix) return 0;
+    for (std::size_t i = at + prefix.size(); i < at + length; ++i) {
+        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f'))) return 0;
+    }
+    return length;
+}
+
+}  // namespace statement_names_detail
+
 bool append_renamed(std::string& out, char tag, protocol::Bytes body, std::string_view name) {
     // Where the statement name starts in the body, per message type.
     std::size_t at = 0;

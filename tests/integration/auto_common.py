@@ -116,6 +116,8 @@ def check_parse_of_a_held_name(test, dsn):
             again = pg.prepare(b"held", b"SELECT 2")
             test.assertEqual(again.status, pq.ExecStatus.FATAL_ERROR, f"attempt {attempt}: the second Parse succeeded")
             test.assertEqual(sqlstate(again), "42P05", again.error_message)
+            # Under pooling too, the message names the statement as the client does.
+            test.assertIn(b'prepared statement "held" already exists', again.error_message)
             run = pg.exec_prepared(b"held", [])
             test.assertEqual(run.status, pq.ExecStatus.TUPLES_OK, run.error_message)
             test.assertEqual(run.get_value(0, 0), b"1", "the held statement changed")
@@ -268,6 +270,7 @@ def check_sql_and_protocol_statements_share_names(test, dsn):
             test.assertEqual(ran.status, pq.ExecStatus.TUPLES_OK, f"attempt {attempt}: {ran.error_message}")
             test.assertEqual(ran.get_value(0, 0), str(20 + attempt).encode())
             test.assertEqual(sqlstate(refused), "42P05", f"attempt {attempt}: {refused.status} {refused.error_message}")
+            test.assertIn(b'prepared statement "by_parse" already exists', refused.error_message)
         # Inside a transaction, and after the Parsed statement's table went away.
         test.assertEqual(pg.exec_(b"BEGIN").status, pq.ExecStatus.COMMAND_OK)
         test.assertEqual(pg.exec_(b"EXECUTE by_parse(1)").get_value(0, 0), b"21")

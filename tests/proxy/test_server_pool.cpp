@@ -123,6 +123,31 @@ TEST_CASE("SQL that names a prepared statement gets the pooled name instead") {
     CHECK_FALSE(rename_sql_statement_name("EXECUTE 'unterminated", "s1", to));
 }
 
+TEST_CASE("pooled statement names in a server's error are put back as the client knows them") {
+    const std::string pooled = "pglane_0123456789abcdef0123456789abcdef";
+    auto client_name = [&](std::string_view name) { return name == pooled ? std::string("by_parse") : std::string(); };
+    auto error = [](std::string_view message) {
+        std::string body;
+        for (std::string_view field : {std::string_view("SERROR"), std::string_view("C42P05")}) body.append(field).push_back('\0');
+        body.push_back('M');
+        body.append(message).push_back('\0');
+        body.push_back('\0');
+        return body;
+    };
+    const std::string held = error("prepared statement \"" + pooled + "\" already exists");
+    CHECK(with_client_statement_names(protocol::as_bytes(held), client_name) ==
+          error("prepared statement \"by_parse\" already exists"));
+    // Unknown pooled names, unquoted ones, shorter look-alikes and other errors stay as they are.
+    const std::string other = "pglane_ffffffffffffffffffffffffffffffff";
+    CHECK_FALSE(with_client_statement_names(protocol::as_bytes(error("prepared statement \"" + other + "\" does not exist")), client_name));
+    CHECK_FALSE(with_client_statement_names(protocol::as_bytes(error("see " + pooled)), client_name));
+    CHECK_FALSE(with_client_statement_names(protocol::as_bytes(error("\"pglane_0123\" is short")), client_name));
+    CHECK_FALSE(with_client_statement_names(protocol::as_bytes(error("relation \"t\" does not exist")), client_name));
+    // A body without its terminating NUL is left alone.
+    const std::string cut = held.substr(0, held.size() - 1);
+    CHECK_FALSE(with_client_statement_names(protocol::as_bytes(cut), client_name));
+}
+
 TEST_CASE("a Bind's result format count is read past its parameters") {
     std::string per_column;
     protocol::MessageWriter(per_column, 'B').cstring("").cstring("s").i16(2).i16(1).i16(0).i16(2).i32(-1).i32(3).raw("abc")
