@@ -585,20 +585,17 @@ std::optional<Disconnect> AutoSession::take_client_message(Unit& unit, char tag,
                 std::find(unit.parses.begin(), unit.parses.end(), parse->statement) != unit.parses.end();
             // A DEALLOCATE earlier in this unit frees the name before this Parse runs (psycopg 3
             // and others evict from their statement cache in the pipeline that prepares anew).
+            auto held = parse->statement.empty() ? statements_.end() : statements_.find(std::string(parse->statement));
             std::optional<PreparedStatement> dropped;
-            if (!parse->statement.empty()) {
-                auto held = statements_.find(std::string(parse->statement));
-                const bool deallocated = held != statements_.end() &&
-                                         std::any_of(unit.executed.begin(), unit.executed.end(), [&](const auto& e) {
-                                             return e.deallocate_all || e.deallocate_name == parse->statement;
-                                         });
-                if (deallocated) {
-                    dropped = std::move(held->second);
-                    statements_.erase(held);
-                }
+            if (held != statements_.end() &&
+                std::any_of(unit.executed.begin(), unit.executed.end(), [&](const routing::Classification& e) {
+                    return e.deallocate_all || e.deallocate_name == parse->statement;
+                })) {
+                dropped = std::move(held->second);
+                statements_.erase(held);
+                held = statements_.end();
             }
-            if (auto held = parse->statement.empty() ? statements_.end() : statements_.find(std::string(parse->statement));
-                held != statements_.end()) {
+            if (held != statements_.end()) {
                 // The session holds this name already: PostgreSQL refuses the Parse (42P05) and
                 // the statement stays as it was. The server says so itself: it gets the
                 // session's definition first (unless this unit Parsed it already), then this

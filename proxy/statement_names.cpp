@@ -29,6 +29,23 @@ protocol::Bytes parse_definition(protocol::Bytes body) {
     return body.subspan(name + 1);
 }
 
+namespace {
+
+// A pooled name: this prefix, then the first bytes of a SHA-256 digest in lower-case hex.
+constexpr std::string_view pooled_prefix = "pglane_";
+constexpr std::size_t pooled_digest_bytes = 16;
+constexpr std::size_t pooled_name_length = pooled_prefix.size() + 2 * pooled_digest_bytes;
+
+/// Whether a pooled name starts at `text[at]`.
+bool pooled_name_at(std::string_view text, std::size_t at) {
+    if (text.size() < at + pooled_name_length || text.substr(at, pooled_prefix.size()) != pooled_prefix) return false;
+    return std::all_of(text.begin() + static_cast<std::ptrdiff_t>(at + pooled_prefix.size()),
+                       text.begin() + static_cast<std::ptrdiff_t>(at + pooled_name_length),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
 std::string pooled_statement_name(std::string_view client_name, protocol::Bytes definition) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int length = 0;
@@ -41,27 +58,13 @@ std::string pooled_statement_name(std::string_view client_name, protocol::Bytes 
     EVP_DigestFinal_ex(context, digest.data(), &length);
     EVP_MD_CTX_free(context);
     static constexpr char hex[] = "0123456789abcdef";
-    std::string name = "pglane_";
-    for (std::size_t i = 0; i < 16 && i < length; ++i) {
+    std::string name(pooled_prefix);
+    for (std::size_t i = 0; i < pooled_digest_bytes && i < length; ++i) {
         name.push_back(hex[digest[i] >> 4]);
         name.push_back(hex[digest[i] & 0x0f]);
     }
     return name;
 }
-
-namespace statement_names_detail {
-
-std::size_t pooled_name_at(std::string_view text, std::size_t at) {
-    constexpr std::string_view prefix = "pglane_";
-    constexpr std::size_t length = prefix.size() + 32;
-    if (text.size() < at + length || text.substr(at, prefix.size()) != prefix) return 0;
-    for (std::size_t i = at + prefix.size(); i < at + length; ++i) {
-        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f'))) return 0;
-    }
-    return length;
-}
-
-}  // namespace statement_names_detail
 
 bool append_renamed(std::string& out, char tag, protocol::Bytes body, std::string_view name) {
     // Where the statement name starts in the body, per message type.
@@ -173,6 +176,39 @@ std::optional<std::string> rename_sql_statement_name(const std::string& sql, std
     }
     pg_query_free_scan_result(scan);
     return renamed;
+}
+
+std::optional<std::string> with_client_statement_names(
+    protocol::Bytes body, const std::function<std::string(std::string_view)>& client_name) {
+    const std::string_view fields = protocol::as_text(body);
+    if (fields.find(pooled_prefix) == std::string_view::npos) return std::nullopt;
+    std::string out;
+    bool replaced = false;
+    std::size_t at = 0;
+    while (at < fields.size() && fields[at] != '\0') {
+        const std::size_t end = fields.find('\0', at + 1);
+        if (end == std::string_view::npos) return std::nullopt;
+        const std::string_view value = fields.substr(at + 1, end - at - 1);
+        out.push_back(fields[at]);
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            if (i > 0 && value[i - 1] == '"' && pooled_name_at(value, i) && i + pooled_name_length < value.size() &&
+                value[i + pooled_name_length] == '"') {
+                const std::string client = client_name(value.substr(i, pooled_name_length));
+                if (!client.empty()) {
+                    out += client;   // PostgreSQL quotes a name as is, embedded quotes included
+                    i += pooled_name_length - 1;
+                    replaced = true;
+                    continue;
+                }
+            }
+            out.push_back(value[i]);
+        }
+        out.push_back('\0');
+        at = end + 1;
+    }
+    if (at >= fields.size() || !replaced) return std::nullopt;   // no terminating NUL, or nothing to do
+    out.push_back('\0');
+    return out;
 }
 
 std::optional<int> bind_result_format_count(protocol::Bytes body) {

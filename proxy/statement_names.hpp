@@ -8,6 +8,7 @@
 
 #include "protocol/bytes.hpp"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,12 +36,12 @@ bool append_with_query(std::string& out, protocol::Bytes body, std::string_view 
 [[nodiscard]] std::optional<std::string> rename_sql_statement_name(const std::string& sql, std::string_view from,
                                                                    std::string_view to);
 
-/// A server's ErrorResponse or NoticeResponse body with each pooled statement name in its
-/// fields (as quoted in PostgreSQL's messages: `"pglane_` and 32 hex digits`"`) put back as the
-/// client knows it. `client_name` maps a pooled name to the client's, empty when unknown (the
-/// name is then kept). nullopt when nothing was replaced or the body is malformed.
-template <typename ClientName>
-[[nodiscard]] std::optional<std::string> with_client_statement_names(protocol::Bytes body, ClientName client_name);
+/// A server's ErrorResponse body with each pooled statement name in its fields (as quoted in
+/// PostgreSQL's messages: `"pglane_` and 32 hex digits`"`) put back as the client knows it.
+/// `client_name` maps a pooled name to the client's, empty when unknown (the name is then
+/// kept). nullopt when nothing was replaced or the body is malformed.
+[[nodiscard]] std::optional<std::string> with_client_statement_names(
+    protocol::Bytes body, const std::function<std::string(std::string_view)>& client_name);
 
 /// How many result-column format codes a Bind body carries (0 or 1: one rule for every
 /// column; more: one per column, so the client relies on a known column count); nullopt
@@ -49,44 +50,5 @@ template <typename ClientName>
 
 /// The bytes of a Parse body after the statement name: what a definition is.
 [[nodiscard]] protocol::Bytes parse_definition(protocol::Bytes body);
-
-namespace statement_names_detail {
-/// Length of the pooled name starting at `text[at]` (`pglane_` + 32 hex digits), or 0.
-[[nodiscard]] std::size_t pooled_name_at(std::string_view text, std::size_t at);
-}  // namespace statement_names_detail
-
-template <typename ClientName>
-std::optional<std::string> with_client_statement_names(protocol::Bytes body, ClientName client_name) {
-    const std::string_view fields = protocol::as_text(body);
-    if (fields.find("pglane_") == std::string_view::npos) return std::nullopt;
-    std::string out;
-    bool replaced = false;
-    std::size_t at = 0;
-    while (at < fields.size() && fields[at] != '\0') {
-        const std::size_t end = fields.find('\0', at + 1);
-        if (end == std::string_view::npos) return std::nullopt;
-        std::string_view value = fields.substr(at + 1, end - at - 1);
-        out.push_back(fields[at]);
-        for (std::size_t i = 0; i < value.size(); ++i) {
-            const std::size_t length = statement_names_detail::pooled_name_at(value, i);
-            if (length != 0 && i > 0 && value[i - 1] == '"' && i + length < value.size() && value[i + length] == '"') {
-                const std::string client = client_name(value.substr(i, length));
-                if (!client.empty()) {
-                    out += client;   // PostgreSQL quotes a name as is, embedded quotes included
-                    i += length - 1;
-                    replaced = true;
-                    continue;
-                }
-            }
-            out.push_back(value[i]);
-        }
-        out.push_back('\0');
-        at = end + 1;
-    }
-    if (at >= fields.size()) return std::nullopt;   // no terminating NUL
-    out.push_back('\0');
-    if (!replaced) return std::nullopt;
-    return out;
-}
 
 }  // namespace pglane::proxy

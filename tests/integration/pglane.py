@@ -137,18 +137,19 @@ class Pglane:
         if self.process.poll() is not None:
             raise AssertionError("pglane exited on SIGHUP")
 
+    def ro_value(self, sql):
+        """The first value `sql` returns in a new session on the ro port."""
+        conn = psycopg2.connect(self.ro_dsn(), connect_timeout=5)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
     def ro_landings(self, count):
         """cluster_name of `count` new ro sessions, opened one after the other."""
-        names = []
-        for _ in range(count):
-            conn = psycopg2.connect(self.ro_dsn(), connect_timeout=5)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT current_setting('cluster_name')")
-                    names.append(cur.fetchone()[0])
-            finally:
-                conn.close()
-        return names
+        return [self.ro_value("SELECT current_setting('cluster_name')") for _ in range(count)]
 
     def http(self, path):
         """(status, body text) of a GET on the metrics port."""
