@@ -383,7 +383,8 @@ asio::awaitable<std::variant<AutoSession::Outcome, Disconnect>> AutoSession::exe
     bool retrying = false;
     bool holding = may_retry || may_replan;
     bool replanning = false;
-    std::string held;   // descriptions kept back while a retry is still possible
+    std::string& held = held_descriptions_;  // descriptions kept back while a retry is still possible
+    held.clear();
     bool copy_in = false;
     std::string farewell;   // a FATAL the server sent: its connection ends, the session does not
     std::vector<asio::const_buffer>& pieces = client_pieces_;
