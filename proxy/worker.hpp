@@ -47,7 +47,9 @@ private:
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind);
     asio::awaitable<void> finish_drain(Disconnect why, std::chrono::milliseconds timeout);
 
-    asio::io_context io_{1};
+    // One thread runs it, and only that thread does I/O on its sockets (others post()): the
+    // reactor need not lock each socket for every operation. Posting still locks.
+    asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     Counters counters_;
     SessionRegistry registry_;
     routing::ClassificationCache classifications_;
