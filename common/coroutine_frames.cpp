@@ -20,10 +20,15 @@ constexpr std::size_t class_count = largest_kept / granule;
 [[nodiscard]] constexpr std::size_t size_class(std::size_t size) { return size == 0 ? 0 : (size - 1) / granule; }
 [[nodiscard]] constexpr std::size_t class_bytes(std::size_t size_class) { return (size_class + 1) * granule; }
 
+// A kept frame's first bytes link it to the next kept frame of its class.
+struct Kept {
+    Kept* next;
+};
+
 // One thread's kept frames. Trivially destructible, so a frame freed while the thread exits
 // (after Closer ran) still finds it, closed, and goes back to the heap.
 struct Shelf {
-    void* blocks[class_count][kept_per_class];
+    Kept* heads[class_count];
     std::uint8_t counts[class_count];
     ThreadCounts counts_total;
     bool closed;
@@ -32,17 +37,25 @@ struct Shelf {
 
 constinit thread_local Shelf shelf{};
 
+Kept* pop(std::size_t c) {
+    Kept* block = shelf.heads[c];
+    PGLANE_UNPOISON(block, sizeof(Kept));
+    shelf.heads[c] = block->next;
+    --shelf.counts[c];
+    --shelf.counts_total.kept_blocks;
+    shelf.counts_total.kept_bytes -= class_bytes(c);
+    return block;
+}
+
 struct Closer {
     ~Closer() {
         for (std::size_t c = 0; c < class_count; ++c) {
             while (shelf.counts[c] > 0) {
-                void* block = shelf.blocks[c][--shelf.counts[c]];
+                Kept* block = pop(c);
                 PGLANE_UNPOISON(block, class_bytes(c));
                 boost::asio::aligned_delete(block);
             }
         }
-        shelf.counts_total.kept_blocks = 0;
-        shelf.counts_total.kept_bytes = 0;
         shelf.closed = true;
     }
 };
@@ -58,9 +71,7 @@ void* allocate(std::size_t size, std::size_t align) {
     // Kept blocks have the default alignment; a stricter request gets a new one, of the
     // class's size all the same, so that any block of a class can be kept when freed.
     if (align <= BOOST_ASIO_DEFAULT_ALIGN && shelf.counts[c] > 0) {
-        void* block = shelf.blocks[c][--shelf.counts[c]];
-        --shelf.counts_total.kept_blocks;
-        shelf.counts_total.kept_bytes -= class_bytes(c);
+        Kept* block = pop(c);
         ++shelf.counts_total.reused;
         PGLANE_UNPOISON(block, size);  // the rest of the block stays poisoned: an overrun shows
         return block;
@@ -78,10 +89,14 @@ void deallocate(void* pointer, std::size_t size) {
             // The first use of `closer` constructs it: its destructor empties the shelf when
             // the thread ends.
             if (shelf.closer == nullptr) shelf.closer = &closer;
-            PGLANE_POISON(pointer, class_bytes(c));
-            shelf.blocks[c][shelf.counts[c]++] = pointer;
+            PGLANE_UNPOISON(pointer, sizeof(Kept));
+            Kept* block = static_cast<Kept*>(pointer);
+            block->next = shelf.heads[c];
+            shelf.heads[c] = block;
+            ++shelf.counts[c];
             ++shelf.counts_total.kept_blocks;
             shelf.counts_total.kept_bytes += class_bytes(c);
+            PGLANE_POISON(pointer, class_bytes(c));
             return;
         }
     }

@@ -71,14 +71,14 @@ TEST_CASE("nested coroutines of big and small frames take kept blocks, not new o
 TEST_CASE("a freed frame is kept in its size class and given to the next frame of that class") {
     void* first = allocate(1000);
     deallocate(first, 1000);
-    // 1000 and 1010 bytes share the 1024-byte class: the same block comes back.
-    void* second = allocate(1010);
+    // 1000 and 1005 bytes share the 1008-byte class: the same block comes back.
+    void* second = allocate(1005);
     CHECK(second == first);
-    // 1100 bytes is the next class: a different block.
-    void* third = allocate(1100);
+    deallocate(second, 1005);
+    // 1010 bytes is the next class: a different block.
+    void* third = allocate(1010);
     CHECK(third != first);
-    deallocate(second, 1010);
-    deallocate(third, 1100);
+    deallocate(third, 1010);
 }
 
 TEST_CASE("the shelf keeps at most kept_per_class blocks of a class and nothing above largest_kept") {
