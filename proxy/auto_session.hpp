@@ -13,7 +13,7 @@
 
 #include <boost/asio.hpp>
 
-#include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -256,8 +256,9 @@ private:
     Unit unit_;
     std::string server_out_;                              // what execute() sends the server
     std::vector<asio::const_buffer> client_pieces_;       // what execute() relays to the client
+    std::list<std::string> renamed_errors_;               // ...and errors it rewrote (stable addresses;
+                                                          // a std::deque takes 512 bytes per idle session)
     std::string held_descriptions_;                       // what execute() keeps back while it may retry
-    std::deque<std::string> renamed_errors_;               // ...and errors it rewrote (stable addresses)
     std::vector<const routing::Classification*> routed_;  // the unit's statements, for the router
     std::vector<std::size_t> candidates_;                 // choose_standby's nodes, best first
     asio::steady_timer fence_timer_;
