@@ -39,8 +39,8 @@ namespace {
 }  // namespace
 
 HealthChecker::HealthChecker(Settings settings, std::vector<NodeAddress> nodes)
-    : settings_(settings), interval_timer_(io_), state_(settings, nodes), failover_tracker_(settings.failover),
-      instance_(next_instance()), slots_(nodes) {
+    : settings_(settings), interval_timer_(io_), state_(settings, nodes), instance_(next_instance()),
+      failover_tracker_(settings.failover), slots_(nodes) {
     probes_.reserve(nodes.size());
     for (auto& node : nodes) {
         probes_.push_back(std::make_unique<NodeProbe>(io_.get_executor(), std::move(node), settings));
