@@ -42,7 +42,6 @@ Kept* pop(std::size_t c) {
     PGLANE_UNPOISON(block, sizeof(Kept));
     shelf.heads[c] = block->next;
     --shelf.counts[c];
-    --shelf.counts_total.kept_blocks;
     shelf.counts_total.kept_bytes -= class_bytes(c);
     return block;
 }
@@ -94,7 +93,6 @@ void deallocate(void* pointer, std::size_t size) {
             block->next = shelf.heads[c];
             shelf.heads[c] = block;
             ++shelf.counts[c];
-            ++shelf.counts_total.kept_blocks;
             shelf.counts_total.kept_bytes += class_bytes(c);
             PGLANE_POISON(pointer, class_bytes(c));
             return;
@@ -106,7 +104,11 @@ void deallocate(void* pointer, std::size_t size) {
 
 }  // namespace
 
-ThreadCounts this_thread_counts() { return shelf.counts_total; }
+ThreadCounts this_thread_counts() {
+    ThreadCounts counts = shelf.counts_total;
+    for (std::uint8_t kept : shelf.counts) counts.kept_blocks += kept;
+    return counts;
+}
 
 }  // namespace pglane::coroutine_frames
 

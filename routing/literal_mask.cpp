@@ -155,15 +155,20 @@ private:
         return true;
     }
 
-    // Copies, in one append, the words and the characters that start nothing of their own
-    // (the branches of run() other than copy_word_or_char): most of a statement's text.
+    // Where the identifier characters from `j` on end: a word with its digits (t1, col2).
+    [[nodiscard]] std::size_t word_end(std::size_t j) const {
+        while (j < sql_.size() && is_identifier_char(sql_[j])) ++j;
+        return j;
+    }
+
+    // Copies, in one append, what copy_word_or_char would copy piece by piece: words, and the
+    // characters that start nothing of their own. That is most of a statement's text.
     void copy_plain_run() {
         std::size_t j = i_;
         while (j < sql_.size()) {
             const std::uint8_t kind = kind_of(sql_[j]);
-            if (kind == word_start) {  // a word, with its digits: t1, col2
-                ++j;
-                while (j < sql_.size() && is_identifier_char(sql_[j])) ++j;
+            if (kind == word_start) {
+                j = word_end(j + 1);
             } else if (kind == starts_nothing) {
                 ++j;
             } else {
@@ -179,8 +184,7 @@ private:
             out_.push_back(sql_[i_++]);
             return;
         }
-        std::size_t j = i_;
-        while (j < sql_.size() && is_identifier_char(sql_[j])) ++j;
+        const std::size_t j = word_end(i_);
         out_.append(sql_.substr(i_, j - i_));
         i_ = j;
     }
