@@ -18,8 +18,9 @@
 //   read that says "exhausted" would wait for an edge that never comes. So the caller adds
 //   what only the protocol knows: the read may say "exhausted" only when the peer now waits
 //   for pglane (a client after a Query or Sync, a server after its last owed
-//   ReadyForQuery). pglane's next move on that socket is then a write, or the session's
-//   check of an idle server connection, and either one meets the RST.
+//   ReadyForQuery). pglane's next move on that socket is then a write, which meets the
+//   RST. (The check of an idle server connection, ServerConnection::usable_after_idle,
+//   does not: it trusts quiet_since_drained below, which cannot see this RST.)
 //
 // This reaches into asio::detail (the reactor, its operation type and a socket's
 // implementation), which Boost 1.81 on Debian 12 is pinned to; the static_assert below
@@ -176,6 +177,17 @@ struct Initiate {
 };
 
 }  // namespace drained_read_detail
+
+/// Whether the socket's next read starts with a recv: false only after a read said
+/// "exhausted" and the reactor has taken no edge for the socket since.
+bool next_read_tries_first(boost::asio::ip::tcp::socket& socket);
+
+/// True when nothing can have arrived on `socket` since a drained read emptied it (said
+/// "exhausted"): the reactor has had no edge for it since, neither handled nor collected by
+/// its last poll and still queued. What arrived after that poll is not seen: the caller
+/// answers for that window (ServerConnection::usable_after_idle says how). False for a
+/// socket that is not registered with the reactor.
+bool quiet_since_drained(boost::asio::ip::tcp::socket& socket);
 
 /// Reads what is there from a plaintext TCP socket, waiting for at least one byte; completes
 /// with (error_code, bytes) like async_read_some. The socket must have had

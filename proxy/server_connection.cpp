@@ -99,7 +99,15 @@ asio::awaitable<bool> ServerConnection::finish_write() {
 
 bool ServerConnection::usable_after_idle() {
     if (broken_) return false;
-    for (;;) {
+    // Most checks come right after the unit whose ReadyForQuery emptied the socket, and the
+    // reactor knows that nothing arrived since: no recv then (one system call less per
+    // unit). What arrives after the reactor's last poll is not seen by this check, nor was
+    // what arrived after the recv that used to be made here: either way the unit's own
+    // write or read meets it. The window is the time since that poll (this worker's current
+    // round of ready handlers); a server that closes an idle connection is seen by the
+    // next poll, and the check then recvs as before.
+    const bool quiet = in_.unread().empty() && stream_.quiet_since_drained();
+    while (!quiet) {
         auto space = in_.free_space();
         if (space.empty()) {
             in_.compact();

@@ -179,6 +179,10 @@ std::size_t Stream::read_now(asio::mutable_buffer buffer, boost::system::error_c
     return 0;
 }
 
+bool Stream::quiet_since_drained() {
+    return !ssl_ && queued_byte_reports_ == Reports::on && proxy::quiet_since_drained(socket_);
+}
+
 asio::awaitable<Stream::WaitResult> Stream::readable() {
     if (!ssl_) return socket_.async_wait(tcp::socket::wait_read, use_nothrow);
     return tls_readable();

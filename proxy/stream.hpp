@@ -79,6 +79,10 @@ public:
     /// Reads what is there without waiting; would_block when nothing is. Needs a
     /// non-blocking socket (set_non_blocking()).
     std::size_t read_now(asio::mutable_buffer buffer, boost::system::error_code& ec);
+    /// True when nothing can have arrived since a read_some() with `peer_waits` emptied the
+    /// socket, as far as the reactor's last poll knows (proxy/drained_read.hpp,
+    /// quiet_since_drained). Always false with TLS, or where drained reads are unavailable.
+    [[nodiscard]] bool quiet_since_drained();
     /// Completes when read_now() has something to return (at once when TLS already holds
     /// decrypted bytes).
     [[nodiscard]] asio::awaitable<WaitResult> readable();

@@ -18,30 +18,12 @@
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using pglane::proxy::async_read_drained;
+using pglane::proxy::next_read_tries_first;
+using pglane::proxy::quiet_since_drained;
 using pglane::proxy::PeerWaits;
 using namespace asio::experimental::awaitable_operators;
 
-// Whether a socket's next read starts with a speculative recv is the reactor's private
-// per-descriptor flag; an explicit instantiation may name a private member, and hands the
-// pointer to it out through a friend function. The tests read it to see that "exhausted" was
-// (or was not) said, which no behaviour of the read itself shows.
 namespace {
-using DescriptorState = asio::detail::epoll_reactor::descriptor_state;
-using SpeculativeFlags = bool (DescriptorState::*)[asio::detail::epoll_reactor::max_ops];
-SpeculativeFlags try_speculative_member();
-template <SpeculativeFlags Member>
-struct ExposeFlags {
-    friend SpeculativeFlags try_speculative_member() { return Member; }
-};
-}  // namespace
-template struct ExposeFlags<&DescriptorState::try_speculative_>;
-
-namespace {
-
-bool next_read_tries_first(tcp::socket& socket) {
-    auto& impl = pglane::proxy::drained_read_detail::SocketAccess::implementation(socket);
-    return (impl.reactor_data_->*try_speculative_member())[asio::detail::reactor::read_op];
-}
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
@@ -281,4 +263,102 @@ TEST_CASE("socket cancel aborts a waiting read and the peer's close ends the nex
     CHECK(cancelled.ec == asio::error::operation_aborted);
     REQUIRE(closed.done);
     CHECK(closed.ec == asio::error::eof);
+}
+
+TEST_CASE("quiet_since_drained: true after a read said exhausted, false once anything arrived", "[drained_read]") {
+    Pair pair;
+    bool quiet_after_read = false, quiet_after_bytes = true, quiet_after_fin = true;
+    bool quiet_after_partial = true;
+    asio::co_spawn(
+        pair.io,
+        [&]() -> asio::awaitable<void> {
+            pair.send("answer");
+            (void)co_await read_once(pair.reader, 64);
+            quiet_after_read = quiet_since_drained(pair.reader);
+            pair.send("notice");
+            co_await settle(pair);   // the reactor takes the edge, no read is queued
+            quiet_after_bytes = quiet_since_drained(pair.reader);
+            (void)co_await read_once(pair.reader, 64);   // takes "notice": exhausted again
+            pair.writer.shutdown(tcp::socket::shutdown_send);
+            co_await settle(pair);
+            quiet_after_fin = quiet_since_drained(pair.reader);
+        },
+        asio::detached);
+    pair.run();
+    CHECK(quiet_after_read);
+    CHECK_FALSE(quiet_after_bytes);
+    CHECK_FALSE(quiet_after_fin);
+
+    Pair other;
+    asio::co_spawn(
+        other.io,
+        [&]() -> asio::awaitable<void> {
+            other.send("half");
+            (void)co_await read_once(other.reader, 64, peer_sends_more);
+            quiet_after_partial = quiet_since_drained(other.reader);
+        },
+        asio::detached);
+    other.run();
+    CHECK_FALSE(quiet_after_partial);
+}
+
+TEST_CASE("quiet_since_drained: an RST after the last read is seen", "[drained_read]") {
+    Pair pair;
+    bool quiet_before = false, quiet_after = true;
+    asio::co_spawn(
+        pair.io,
+        [&]() -> asio::awaitable<void> {
+            pair.send("answer");
+            (void)co_await read_once(pair.reader, 64);
+            quiet_before = quiet_since_drained(pair.reader);
+            pair.reset();
+            co_await settle(pair);
+            quiet_after = quiet_since_drained(pair.reader);
+        },
+        asio::detached);
+    pair.run();
+    CHECK(quiet_before);
+    CHECK_FALSE(quiet_after);
+}
+
+TEST_CASE("quiet_since_drained: an edge the last poll collected but not yet handled counts", "[drained_read]") {
+    // Two connections on one loop. Bytes go to the first, then to the second, in one
+    // handler; the next poll collects both edges in that order, and the first one's read
+    // resumes this coroutine while the second socket's state still waits in the queue (its
+    // flag not yet set). The check must see it there.
+    Pair first;
+    tcp::socket second_writer(first.io), second_reader(first.io);
+    {
+        tcp::acceptor acceptor(first.io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        second_writer.connect(acceptor.local_endpoint());
+        second_reader = acceptor.accept();
+    }
+    REQUIRE(pglane::proxy::enable_queued_byte_reports(second_reader.native_handle()));
+    bool drained = false, quiet_before = false, quiet_while_queued = true, flag_while_queued = true;
+    Read woke;
+    asio::co_spawn(
+        first.io,
+        [&]() -> asio::awaitable<void> {
+            asio::write(second_writer, asio::buffer(std::string_view("answer")));
+            drained = (co_await read_once(second_reader, 64)).bytes == "answer";
+            quiet_before = quiet_since_drained(second_reader);
+            asio::co_spawn(
+                first.io,
+                [&]() -> asio::awaitable<void> {
+                    co_await settle(first);   // the read below is queued by then
+                    first.send("query");
+                    asio::write(second_writer, asio::buffer(std::string_view("late")));
+                },
+                asio::detached);
+            woke = co_await read_once(first.reader, 64);
+            flag_while_queued = next_read_tries_first(second_reader);
+            quiet_while_queued = quiet_since_drained(second_reader);
+        },
+        asio::detached);
+    first.run();
+    REQUIRE(drained);
+    CHECK(quiet_before);
+    CHECK(woke.bytes == "query");
+    CHECK_FALSE(flag_while_queued);   // the case this test is about: the flag alone says quiet
+    CHECK_FALSE(quiet_while_queued);
 }
