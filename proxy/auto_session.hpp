@@ -108,8 +108,8 @@ private:
     enum class Outcome { done, retry_on_primary, replan };
 
     // startup
-    asio::awaitable<std::optional<Disconnect>> startup_within_deadline();
     asio::awaitable<std::optional<Disconnect>> startup();
+    asio::awaitable<std::optional<Disconnect>> login(protocol::StartupPacket packet);
     asio::awaitable<void> finish(Disconnect why);
     asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);

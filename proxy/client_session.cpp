@@ -67,7 +67,8 @@ std::string ClientSession::node_name() const { return node_ ? node_address_.name
 asio::awaitable<void> ClientSession::run() {
     std::optional<Disconnect> why;
     try {
-        why = co_await startup();
+        asio::awaitable<std::optional<Disconnect>> phase = startup();
+        why = co_await within_startup_deadline(std::move(phase), services_, kind_);
         if (!why) {
             client_in_.reserve_frame(relay_buffer_bytes);
             server_in_.reserve_frame(relay_buffer_bytes);
@@ -127,29 +128,24 @@ void ClientSession::on_topology(const health::Topology& topology) {
 
 // ---- startup phase ----------------------------------------------------------------------
 
+// A connection that has sent nothing yet waits at the top of this frame, before the startup
+// reader's frame exists (bench/README.md, idle-tcp).
 asio::awaitable<std::optional<Disconnect>> ClientSession::startup() {
-    asio::steady_timer deadline(client_.get_executor());
-    // Waiting for a primary (failover.hold_ms) is part of startup, on top of the client's own time.
-        deadline.expires_after(std::chrono::milliseconds(services_.config.limits.startup_timeout_ms +
-                                                         services_.config.health.failover.hold_ms));
-    auto phase = [this]() -> asio::awaitable<std::optional<Disconnect>> {
-        std::string startup_packet;
-        bool cancel_handled = false;
-        if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
-        if (cancel_handled) co_return Disconnect::quiet("cancel_request");
-        if (auto why = co_await connect_with_hold()) co_return why;
-        if (!co_await write_all(server_, startup_packet)) {
-            co_return Disconnect{std::string(connection_failure),
-                                 fmt::format("pglane: could not send the startup packet to {}", node_name()),
-                                 "server_write_failed"};
-        }
-        co_return co_await relay_authentication();
-    };
-    auto result = co_await (phase() || deadline.async_wait(use_nothrow));
-    if (result.index() == 0) co_return std::get<0>(std::move(result));
-    services_.counters.add(kind_, ListenerCounter::client_startup_timeouts_total);
-    co_return Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
-                         "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
+    if (client_in_.unread().empty()) {
+        auto [ec] = co_await client_.readable();
+        if (ec) co_return Disconnect::quiet("client_left_during_startup");
+    }
+    std::string startup_packet;
+    bool cancel_handled = false;
+    if (auto why = co_await read_startup_packet(startup_packet, cancel_handled)) co_return why;
+    if (cancel_handled) co_return Disconnect::quiet("cancel_request");
+    if (auto why = co_await connect_with_hold()) co_return why;
+    if (!co_await write_all(server_, startup_packet)) {
+        co_return Disconnect{std::string(connection_failure),
+                             fmt::format("pglane: could not send the startup packet to {}", node_name()),
+                             "server_write_failed"};
+    }
+    co_return co_await relay_authentication();
 }
 
 asio::awaitable<std::optional<Disconnect>> ClientSession::read_startup_packet(std::string& startup_packet,

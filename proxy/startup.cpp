@@ -7,6 +7,8 @@
 #include "proxy/net.hpp"
 #include "routing/node_choice.hpp"
 
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <fmt/format.h>
 
 namespace pglane::proxy {
@@ -103,6 +105,28 @@ asio::awaitable<std::optional<protocol::Frame>> read_frame(Stream& stream, ByteB
         if (ec) co_return std::nullopt;
         in.commit(n);
     }
+}
+
+asio::awaitable<std::optional<Disconnect>> within_startup_deadline(asio::awaitable<std::optional<Disconnect>> phase,
+                                                                   SessionServices& services, ListenerKind kind) {
+    const auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer deadline(executor);
+    deadline.expires_after(
+        std::chrono::milliseconds(services.config.limits.startup_timeout_ms + services.config.health.failover.hold_ms));
+    // A parallel group of the phase and the timer's own operation, not `phase ||
+    // deadline.async_wait()`: that operator runs each side as a coroutine of its own, about
+    // 1.5 KiB more for every connection still in startup (bench/README.md, idle-tcp).
+    auto [order, failure, why, timer_ec] =
+        co_await asio::experimental::make_parallel_group(asio::co_spawn(executor, std::move(phase), asio::deferred),
+                                                         deadline.async_wait(asio::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    if (order[0] == 0) {
+        if (failure) std::rethrow_exception(failure);
+        co_return std::move(why);
+    }
+    services.counters.add(kind, ListenerCounter::client_startup_timeouts_total);
+    co_return Disconnect{std::string(protocol::sqlstate::cannot_connect_now),
+                         "pglane: startup did not complete in time (limits.startup_timeout_ms)", "startup_timeout"};
 }
 
 asio::awaitable<ClientStartup> read_client_startup(Stream& client, ByteBuffer& in, SessionServices& services,

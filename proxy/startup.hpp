@@ -23,6 +23,12 @@ struct ClientStartup {
     std::string raw;                         // the StartupMessage as received
 };
 
+/// Runs a session's startup `phase` within its deadline (limits.startup_timeout_ms, plus
+/// failover.hold_ms for a primary to be elected): the phase's own result, or, once the
+/// deadline passes, the phase cancelled and a startup_timeout Disconnect (counted).
+[[nodiscard]] asio::awaitable<std::optional<Disconnect>> within_startup_deadline(
+    asio::awaitable<std::optional<Disconnect>> phase, SessionServices& services, ListenerKind kind);
+
 /// Reads startup-phase packets until a StartupMessage (or a reason to stop).
 [[nodiscard]] asio::awaitable<ClientStartup> read_client_startup(Stream& client, ByteBuffer& in,
                                                                  SessionServices& services, ListenerKind kind,
