@@ -25,7 +25,8 @@ namespace {
 // thousands of idle sessions stay cheap. Larger messages stream through (RelayCursor).
 constexpr std::size_t relay_buffer_bytes = 16 * 1024;
 // Until the relay starts, a session holds small buffers (they grow for a larger startup or
-// authentication message): an accepted socket that never finishes its startup costs little.
+// authentication message), the server's only once a server is connected: an accepted socket
+// that never finishes its startup costs little.
 constexpr std::size_t startup_buffer_bytes = 512;
 // Server messages during authentication are small; a bound keeps a broken server from
 // making pglane allocate without limit.
@@ -43,7 +44,7 @@ ClientSession::ClientSession(tcp::socket client, ListenerKind kind, SessionServi
       client_(std::move(client)),
       server_(client_.get_executor()),
       client_in_(startup_buffer_bytes),
-      server_in_(startup_buffer_bytes),
+      server_in_(0),
       peer_(describe_peer(client_.socket())),
       fence_timer_(client_.get_executor()) {
     boost::system::error_code ignored;
@@ -219,6 +220,7 @@ asio::awaitable<bool> ClientSession::open_server_connection(const health::NodeSt
         log::warn("server_connect_failed", {{"session", id_}, {"node", node.address.name}, {"error", error}});
         co_return false;
     }
+    server_in_.reserve_frame(startup_buffer_bytes);
     co_return true;
 }
 
