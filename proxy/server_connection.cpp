@@ -106,24 +106,7 @@ bool ServerConnection::usable_after_idle() {
     // write or read meets it. The window is the time since that poll (this worker's current
     // round of ready handlers); a server that closes an idle connection is seen by the
     // next poll, and the check then recvs as before.
-    const bool quiet = in_.unread().empty() && stream_.quiet_since_drained();
-    while (!quiet) {
-        auto space = in_.free_space();
-        if (space.empty()) {
-            in_.compact();
-            space = in_.free_space();
-            if (space.empty()) return false;
-        }
-        boost::system::error_code ec;
-        const std::size_t n = stream_.read_now(asio::buffer(space.data(), space.size()), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-        if (ec == asio::error::interrupted) continue;
-        if (ec) {
-            mark_broken();
-            return false;
-        }
-        in_.commit(n);
-    }
+    if (!stream_.quiet_since_drained() && !read_what_arrived()) return false;
     for (;;) {
         protocol::Frame frame = protocol::frame_message(in_.unread(), limits_.max_message_bytes);
         if (frame.status == protocol::FrameStatus::need_more) return true;
@@ -133,6 +116,26 @@ bool ServerConnection::usable_after_idle() {
         }
         if (frame.tag != 'S') pending_async_.append(protocol::as_text(in_.unread().first(frame.size)));
         in_.consume(frame.size);
+    }
+}
+
+bool ServerConnection::read_what_arrived() {
+    for (;;) {
+        auto space = in_.free_space();
+        if (space.empty()) {
+            in_.compact();
+            space = in_.free_space();
+            if (space.empty()) return false;
+        }
+        boost::system::error_code ec;
+        const std::size_t n = stream_.read_now(asio::buffer(space.data(), space.size()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+        if (ec == asio::error::interrupted) continue;
+        if (ec) {
+            mark_broken();
+            return false;
+        }
+        in_.commit(n);
     }
 }
 

@@ -124,6 +124,9 @@ public:
     void drop_pending_async() { pending_async_.clear(); }
 
 private:
+    /// Reads what the server sent while the connection idled, without waiting: false when
+    /// the connection broke (or the buffer is full).
+    [[nodiscard]] bool read_what_arrived();
     [[nodiscard]] asio::awaitable<std::optional<protocol::Frame>> read_frame(std::uint32_t max);
     [[nodiscard]] asio::awaitable<std::optional<ServerFailure>> authenticate(const ServerCredentials& credentials);
     [[nodiscard]] asio::awaitable<std::optional<ServerFailure>> answer_sasl(protocol::Bytes mechanisms,

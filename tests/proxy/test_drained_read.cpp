@@ -328,11 +328,7 @@ TEST_CASE("quiet_since_drained: an edge the last poll collected but not yet hand
     // flag not yet set). The check must see it there.
     Pair first;
     tcp::socket second_writer(first.io), second_reader(first.io);
-    {
-        tcp::acceptor acceptor(first.io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-        second_writer.connect(acceptor.local_endpoint());
-        second_reader = acceptor.accept();
-    }
+    pglane::test::connect_loopback(first.io, second_writer, second_reader);
     REQUIRE(pglane::proxy::enable_queued_byte_reports(second_reader.native_handle()));
     bool drained = false, quiet_before = false, quiet_while_queued = true, flag_while_queued = true;
     Read woke;
