@@ -57,10 +57,6 @@ using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
     return ::poll(&entry, 1, 0) > 0;
 }
 
-[[nodiscard]] bool is_unix_socket_path(const std::string& host) {
-    return host.empty() || host.front() == '/' || host.front() == '@';
-}
-
 }  // namespace
 
 /// A name lookup on Asio's resolver thread. Shared with the completion handler so the
@@ -190,7 +186,8 @@ asio::awaitable<std::string> NodeProbe::connect() {
 // libpq resolves host names with a blocking getaddrinfo; resolving here on Asio's
 // resolver thread and handing libpq the numeric hostaddr keeps the health loop free.
 asio::awaitable<std::string> NodeProbe::resolve(std::string& hostaddr) {
-    if (is_unix_socket_path(node_.host)) co_return std::string{};
+    // libpq finds a socket directory (or its default one, for an empty host) itself.
+    if (node_.host.empty() || node_.on_unix_socket()) co_return std::string{};
     boost::system::error_code numeric_error;
     (void)asio::ip::make_address(node_.host, numeric_error);
     if (!numeric_error) co_return std::string{};

@@ -41,6 +41,12 @@ struct NodeAddress {
     /// 0: reads only when no standby with a weight can take them.
     std::uint32_t weight = 1;
 
+    /// Whether `host` names the directory of a Unix-domain socket rather than a host (libpq's
+    /// convention: it starts with '/', or with '@' for Linux's abstract namespace).
+    [[nodiscard]] bool on_unix_socket() const { return !host.empty() && (host.front() == '/' || host.front() == '@'); }
+    /// Where a node on_unix_socket() listens: "<host>/.s.PGSQL.<port>", as PostgreSQL names it.
+    [[nodiscard]] std::string unix_socket_path() const { return host + "/.s.PGSQL." + std::to_string(port); }
+
     [[nodiscard]] bool operator==(const NodeAddress& other) const {
         return name == other.name && host == other.host && port == other.port && sslmode == other.sslmode &&
                ca_file == other.ca_file;

@@ -42,7 +42,7 @@ routing::Classification unknown_statement(std::string reason) {
 
 }  // namespace
 
-AutoSession::AutoSession(tcp::socket client, ListenerKind kind, SessionServices& services)
+AutoSession::AutoSession(StreamSocket client, ListenerKind kind, SessionServices& services)
     : services_(services),
       kind_(kind),
       id_(services.next_session_id++),
@@ -922,7 +922,7 @@ asio::awaitable<bool> AutoSession::answer_pglane_setting(const Unit& unit) {
     co_return true;
 }
 
-asio::awaitable<void> serve_authenticated_client(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+asio::awaitable<void> serve_authenticated_client(StreamSocket socket, ListenerKind kind, SessionServices& services) {
     AutoSession session(std::move(socket), kind, services);
     co_await session.run();
 }

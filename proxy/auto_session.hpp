@@ -94,7 +94,7 @@ struct Unit {
 /// Owned by its coroutine's frame; touched by one worker thread only.
 class AutoSession final : public FenceableSession {
 public:
-    AutoSession(tcp::socket client, ListenerKind kind, SessionServices& services);
+    AutoSession(StreamSocket client, ListenerKind kind, SessionServices& services);
     ~AutoSession() override;
 
     asio::awaitable<void> run();
@@ -274,6 +274,6 @@ private:
 };
 
 /// Serves one accepted connection with pglane's own authentication.
-asio::awaitable<void> serve_authenticated_client(tcp::socket socket, ListenerKind kind, SessionServices& services);
+asio::awaitable<void> serve_authenticated_client(StreamSocket socket, ListenerKind kind, SessionServices& services);
 
 }  // namespace pglane::proxy

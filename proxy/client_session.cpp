@@ -37,7 +37,7 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
-ClientSession::ClientSession(tcp::socket client, ListenerKind kind, SessionServices& services)
+ClientSession::ClientSession(StreamSocket client, ListenerKind kind, SessionServices& services)
     : services_(services),
       kind_(kind),
       id_(services.next_session_id++),
@@ -339,7 +339,7 @@ void SessionRegistry::close_all(const Disconnect& why) {
     for (FenceableSession* session : sessions) session->fence(why);
 }
 
-asio::awaitable<void> serve_client(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+asio::awaitable<void> serve_client(StreamSocket socket, ListenerKind kind, SessionServices& services) {
     ClientSession session(std::move(socket), kind, services);
     co_await session.run();
 }

@@ -100,7 +100,7 @@ public:
 /// authenticates the client). Lives in its coroutine's frame; owned by one worker thread.
 class ClientSession final : public FenceableSession {
 public:
-    ClientSession(tcp::socket client, ListenerKind kind, SessionServices& services);
+    ClientSession(StreamSocket client, ListenerKind kind, SessionServices& services);
     ~ClientSession();
     ClientSession(const ClientSession&) = delete;
     ClientSession& operator=(const ClientSession&) = delete;
@@ -170,6 +170,6 @@ private:
 };
 
 /// Serves one accepted connection; the coroutine frame owns the session.
-asio::awaitable<void> serve_client(tcp::socket socket, ListenerKind kind, SessionServices& services);
+asio::awaitable<void> serve_client(StreamSocket socket, ListenerKind kind, SessionServices& services);
 
 }  // namespace pglane::proxy

@@ -89,12 +89,28 @@ Endpoint parse_endpoint(const json& value, const std::string& key) {
 void parse_listen(const json& root, Config& config) {
     const json* listen = find_object(root, "listen", "listen");
     if (!listen) fail("listen", "is required (give at least one of listen.rw, listen.ro)");
-    reject_unknown_keys(*listen, "listen", {"rw", "ro", "auto"});
+    reject_unknown_keys(*listen, "listen", {"rw", "ro", "auto", "unix_socket_dir", "unix_socket_mode"});
     if (listen->contains("rw")) config.listen_rw = parse_endpoint(listen->at("rw"), "listen.rw");
     if (listen->contains("ro")) config.listen_ro = parse_endpoint(listen->at("ro"), "listen.ro");
     if (listen->contains("auto")) config.listen_auto = parse_endpoint(listen->at("auto"), "listen.auto");
     if (!config.listen_rw && !config.listen_ro && !config.listen_auto)
         fail("listen", "names no port (give listen.auto, listen.rw and/or listen.ro)");
+    read(*listen, "unix_socket_dir", "listen.unix_socket_dir", config.unix_socket_dir);
+    if (!config.unix_socket_dir.empty()) {
+        if (config.unix_socket_dir.front() != '/') fail("listen.unix_socket_dir", "must be an absolute path");
+        // sockaddr_un holds 107 bytes and a NUL; the longest name is ".s.PGSQL.65535".
+        if (config.unix_socket_dir.size() + std::string_view("/.s.PGSQL.65535").size() > 107)
+            fail("listen.unix_socket_dir", "is too long for a socket path (at most 92 bytes)");
+    }
+    if (listen->contains("unix_socket_mode")) {
+        std::string mode;
+        read(*listen, "unix_socket_mode", "listen.unix_socket_mode", mode);
+        const auto digits = mode.find_first_not_of("01234567");
+        if (mode.empty() || mode.size() > 4 || digits != std::string::npos)
+            fail("listen.unix_socket_mode", fmt::format("\"{}\" is not an octal mode such as \"0770\"", mode));
+        config.unix_socket_mode = static_cast<unsigned>(std::stoul(mode, nullptr, 8)) & 0777;
+        if (config.unix_socket_dir.empty()) fail("listen.unix_socket_mode", "needs listen.unix_socket_dir");
+    }
     if (root.contains("metrics_listen")) config.metrics_listen = parse_endpoint(root.at("metrics_listen"), "metrics_listen");
 }
 

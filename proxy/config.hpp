@@ -76,6 +76,11 @@ struct Config {
     std::optional<Endpoint> listen_rw;
     std::optional<Endpoint> listen_ro;
     std::optional<Endpoint> listen_auto;
+    /// listen.unix_socket_dir: each port above is also a Unix-domain socket in this directory,
+    /// "<dir>/.s.PGSQL.<port>" as PostgreSQL names its own (clients: host=<dir> port=<port>).
+    /// Empty: TCP only.
+    std::string unix_socket_dir;
+    unsigned unix_socket_mode = 0777;   // listen.unix_socket_mode, PostgreSQL's default
     std::optional<AuthSettings> auth;
     routing::RoutingPolicy routing;
     std::optional<Endpoint> metrics_listen;

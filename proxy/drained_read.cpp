@@ -11,7 +11,6 @@ namespace {
 // per-descriptor flag. An explicit instantiation may name a private member ([temp.spec]:
 // access is not checked there), and this one hands the pointer to it out through a friend
 // function. It is instantiated here only: one definition in the program.
-using DescriptorState = ad::epoll_reactor::descriptor_state;
 using SpeculativeFlags = bool (DescriptorState::*)[ad::epoll_reactor::max_ops];
 SpeculativeFlags try_speculative_member();
 template <SpeculativeFlags Member>
@@ -23,17 +22,11 @@ struct ExposeFlags {
 
 template struct ExposeFlags<&DescriptorState::try_speculative_>;
 
-}  // namespace drained_read_detail
-
-bool next_read_tries_first(tcp::socket& socket) {
-    using namespace drained_read_detail;
-    DescriptorState* state = SocketAccess::implementation(socket).reactor_data_;
+bool next_read_tries_first(DescriptorState* state) {
     return state == nullptr || (state->*try_speculative_member())[ad::reactor::read_op];
 }
 
-bool quiet_since_drained(tcp::socket& socket) {
-    using namespace drained_read_detail;
-    DescriptorState* state = SocketAccess::implementation(socket).reactor_data_;
+bool quiet_since_drained(DescriptorState* state) {
     if (state == nullptr || (state->*try_speculative_member())[ad::reactor::read_op]) return false;
     // An edge the last poll collected sets the flag only when the scheduler runs the
     // descriptor's state, which waits in its queue meanwhile. The scheduler puts its reactor
@@ -43,5 +36,7 @@ bool quiet_since_drained(tcp::socket& socket) {
     auto* as_operation = (ad::operation*)state;
     return ad::op_queue_access::next(as_operation) == nullptr;
 }
+
+}  // namespace drained_read_detail
 
 }  // namespace pglane::proxy

@@ -10,17 +10,19 @@
 //
 // When may a read say "exhausted"? Only when nothing a later read must see is still queued
 // without an edge to come for it. Three things can be queued:
-// - data: the recv asks the kernel with TCP_INQ how many bytes it left; "exhausted" needs 0.
-//   Bytes that arrive later are a new edge, which wakes the queued read.
+// - data: the recv asks the kernel how many bytes it left (TCP_INQ; SO_INQ on a Unix-domain
+//   socket, Linux 6.17 and later); "exhausted" needs 0. Bytes that arrive later are a new
+//   edge, which wakes the queued read.
 // - a FIN: TCP_INQ reports 1 while one is queued, so a read that takes the peer's last bytes
 //   together with its FIN does not say "exhausted", and the next read sees EOF.
-// - an RST: it sets no such flag. When the peer's last bytes and its RST come in one edge, a
-//   read that says "exhausted" would wait for an edge that never comes. So the caller adds
+// - an RST, or a Unix-domain peer's close: neither sets such a flag. When the peer's last
+//   bytes and its RST (or close) come in one edge, a read that says "exhausted" would wait for
+//   an edge that never comes. So the caller adds
 //   what only the protocol knows: the read may say "exhausted" only when the peer now waits
 //   for pglane (a client after a Query or Sync, a server after its last owed
 //   ReadyForQuery). pglane's next move on that socket is then a write, which meets the
 //   RST. (The check of an idle server connection, ServerConnection::usable_after_idle,
-//   does not: it trusts quiet_since_drained below, which cannot see this RST.)
+//   does not: it trusts quiet_since_drained below, which cannot see this RST or close.)
 //
 // This reaches into asio::detail (the reactor, its operation type and a socket's
 // implementation), which Boost 1.81 on Debian 12 is pinned to; the static_assert below
@@ -40,11 +42,21 @@
 
 namespace pglane::proxy {
 
-/// Asks the kernel to report, with every recvmsg, how many bytes it left queued (TCP_INQ);
-/// false when the socket cannot (not TCP, or a kernel before 4.18).
+/// SO_INQ (Linux 6.17): a Unix-domain stream socket's TCP_INQ. Debian 12's headers predate
+/// it; the number is asm-generic's, which x86-64 and arm64 use. An older kernel refuses it.
+#ifdef SO_INQ
+inline constexpr int unix_queued_bytes_option = SO_INQ;
+#else
+inline constexpr int unix_queued_bytes_option = 84;
+#endif
+
+/// Asks the kernel to report, with every recvmsg, how many bytes it left queued: TCP_INQ
+/// (Linux 4.18) on TCP, SO_INQ on a Unix-domain socket. False when it cannot (an older
+/// kernel, another family).
 inline bool enable_queued_byte_reports(int descriptor) {
     int on = 1;
-    return ::setsockopt(descriptor, IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0;
+    return ::setsockopt(descriptor, IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0 ||
+           ::setsockopt(descriptor, SOL_SOCKET, unix_queued_bytes_option, &on, sizeof on) == 0;
 }
 
 namespace drained_read_detail {
@@ -85,7 +97,8 @@ public:
                 op->bytes_transferred_ = static_cast<std::size_t>(n);
                 int queued = -1;   // unknown unless the kernel says
                 for (cmsghdr* c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c)) {
-                    if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ)
+                    if ((c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) ||
+                        (c->cmsg_level == SOL_SOCKET && c->cmsg_type == unix_queued_bytes_option))
                         std::memcpy(&queued, CMSG_DATA(c), sizeof queued);
                 }
                 return queued == 0 && op->peer_waits_(op->bytes_transferred_) ? done_and_exhausted : done;
@@ -146,17 +159,28 @@ private:
 
 /// The socket's reactor-side state, a protected member of basic_socket, reached through a
 /// pointer to member named in a derived class (the one way C++ allows without a cast).
-struct SocketAccess : tcp::socket {
-    static auto& implementation(tcp::socket& socket) {
+template <typename Socket>
+struct SocketAccess : Socket {
+    static auto& implementation(Socket& socket) {
         return (socket.*(&SocketAccess::impl_)).get_implementation();
     }
 };
 
+using DescriptorState = ad::epoll_reactor::descriptor_state;
+
+template <typename Socket>
+[[nodiscard]] DescriptorState* descriptor_state(Socket& socket) {
+    return SocketAccess<Socket>::implementation(socket).reactor_data_;
+}
+
+bool next_read_tries_first(DescriptorState* state);
+bool quiet_since_drained(DescriptorState* state);
+
 struct Initiate {
-    template <typename Handler>
-    void operator()(Handler&& handler, tcp::socket* socket, asio::mutable_buffer buffer, PeerWaits peer_waits) const {
-        using Op = DrainedReadOp<std::decay_t<Handler>, tcp::socket::executor_type>;
-        auto& impl = SocketAccess::implementation(*socket);
+    template <typename Handler, typename Socket>
+    void operator()(Handler&& handler, Socket* socket, asio::mutable_buffer buffer, PeerWaits peer_waits) const {
+        using Op = DrainedReadOp<std::decay_t<Handler>, typename Socket::executor_type>;
+        auto& impl = SocketAccess<Socket>::implementation(*socket);
         auto& reactor = asio::use_service<ad::reactor>(asio::query(socket->get_executor(), asio::execution::context));
         const bool is_continuation = ::boost_asio_handler_cont_helpers::is_continuation(handler);
         auto slot = asio::get_associated_cancellation_slot(handler);
@@ -180,22 +204,28 @@ struct Initiate {
 
 /// Whether the socket's next read starts with a recv: false only after a read said
 /// "exhausted" and the reactor has taken no edge for the socket since.
-bool next_read_tries_first(boost::asio::ip::tcp::socket& socket);
+template <typename Socket>
+bool next_read_tries_first(Socket& socket) {
+    return drained_read_detail::next_read_tries_first(drained_read_detail::descriptor_state(socket));
+}
 
 /// True when nothing can have arrived on `socket` since a drained read emptied it (said
 /// "exhausted"): the reactor has had no edge for it since, neither handled nor collected by
 /// its last poll and still queued. What arrived after that poll is not seen: the caller
 /// answers for that window (ServerConnection::usable_after_idle says how). False for a
 /// socket that is not registered with the reactor.
-bool quiet_since_drained(boost::asio::ip::tcp::socket& socket);
+template <typename Socket>
+bool quiet_since_drained(Socket& socket) {
+    return drained_read_detail::quiet_since_drained(drained_read_detail::descriptor_state(socket));
+}
 
-/// Reads what is there from a plaintext TCP socket, waiting for at least one byte; completes
+/// Reads what is there from a plaintext stream socket, waiting for at least one byte; completes
 /// with (error_code, bytes) like async_read_some. The socket must have had
 /// enable_queued_byte_reports(). A read that empties the socket while `peer_waits` holds
 /// lets the next one wait without a speculative recv (see the top of this file). An empty
 /// buffer is not allowed (it would read as EOF).
-template <typename CompletionToken>
-auto async_read_drained(boost::asio::ip::tcp::socket& socket, boost::asio::mutable_buffer buffer, PeerWaits peer_waits,
+template <typename Socket, typename CompletionToken>
+auto async_read_drained(Socket& socket, boost::asio::mutable_buffer buffer, PeerWaits peer_waits,
                         CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, std::size_t)>(
         drained_read_detail::Initiate{}, token, &socket, buffer, peer_waits);

@@ -21,6 +21,7 @@ DESCRIPTION
                    standbys, writes and transactions to the primary); needs an "auth" section
       listen.rw    every session goes to the elected primary
       listen.ro    every session goes to a healthy standby, round-robin (primary as fallback)
+    With listen.unix_socket_dir, each port is also a Unix-domain socket there (.s.PGSQL.PORT).
     It probes every node, elects the primary (the node out of recovery on the highest
     timeline), holds back lagging standbys, follows promotions and, with failover.enabled,
     promotes a standby itself. "metrics_listen" serves /metrics (Prometheus), /status (JSON)

@@ -5,23 +5,30 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include <sys/un.h>
+
 namespace pglane::proxy {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 
-asio::awaitable<std::string> connect_with_deadline(tcp::socket& socket, const health::NodeAddress& address,
+asio::awaitable<std::string> connect_with_deadline(StreamSocket& socket, const health::NodeAddress& address,
                                                    std::chrono::milliseconds timeout) {
     constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer timer(executor);
     timer.expires_after(timeout);
     boost::system::error_code ec;
-    std::vector<tcp::endpoint> endpoints;
+    std::vector<StreamSocket::endpoint_type> endpoints;
     auto ip = asio::ip::make_address(address.host, ec);
-    if (!ec) {
-        endpoints.emplace_back(ip, address.port);
+    if (address.on_unix_socket()) {
+        std::string path = address.unix_socket_path();
+        if (path.size() >= sizeof(sockaddr_un::sun_path)) co_return "socket path " + path + " is too long";
+        if (path.front() == '@') path.front() = '\0';   // the abstract namespace
+        endpoints.emplace_back(asio::local::stream_protocol::endpoint(path));
+    } else if (!ec) {
+        endpoints.emplace_back(tcp::endpoint(ip, address.port));
     } else {
         tcp::resolver resolver(executor);
         auto result = co_await (resolver.async_resolve(address.host, std::to_string(address.port), use_nothrow) ||
@@ -40,7 +47,7 @@ asio::awaitable<std::string> connect_with_deadline(tcp::socket& socket, const he
         socket.close(ec);
         co_return cec.message();
     }
-    socket.set_option(tcp::no_delay(true), ec);
+    if (!address.on_unix_socket()) socket.set_option(tcp::no_delay(true), ec);
     co_return std::string();
 }
 
@@ -75,7 +82,10 @@ asio::awaitable<std::string> connect_to_server(Stream& stream, const health::Nod
                                              std::chrono::milliseconds timeout) {
     const auto started = std::chrono::steady_clock::now();
     std::string error = co_await connect_with_deadline(stream.socket(), address, timeout);
-    if (!error.empty() || tls == nullptr || address.sslmode == health::SslMode::disable) co_return error;
+    // No TLS over a Unix-domain socket: PostgreSQL refuses it there, and libpq ignores
+    // sslmode for one.
+    if (!error.empty() || tls == nullptr || address.sslmode == health::SslMode::disable || address.on_unix_socket())
+        co_return error;
     asio::steady_timer timer(stream.get_executor());
     timer.expires_at(started + timeout);
     auto result = co_await (negotiate_tls(stream, address, tls) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));

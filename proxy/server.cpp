@@ -9,6 +9,7 @@
 #include "proxy/http_server.hpp"
 #include "proxy/reload.hpp"
 #include "proxy/status.hpp"
+#include "proxy/unix_listener.hpp"
 #include "proxy/worker.hpp"
 
 #include <boost/asio/signal_set.hpp>
@@ -98,6 +99,16 @@ int run_server(const Config& config, const std::string& config_path) {
                                               health.set_nodes(nodes);
                                           }});
 
+    // listen.unix_socket_dir: a socket per port, which every worker accepts on; the files go
+    // when these do, after the workers.
+    std::vector<std::pair<std::unique_ptr<UnixListener>, ListenerKind>> unix_listeners;
+    if (!config.unix_socket_dir.empty()) {
+        for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
+            if (const auto& endpoint = config.listener(kind))
+                unix_listeners.emplace_back(
+                    std::make_unique<UnixListener>(config.unix_socket_dir, endpoint->port, config.unix_socket_mode), kind);
+        }
+    }
     std::vector<std::unique_ptr<Worker>> workers;
     PoolStatsRegistry pool_stats;
     std::unique_ptr<AdminConsole> console;
@@ -115,6 +126,7 @@ int run_server(const Config& config, const std::string& config_path) {
         for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind)) worker->listen(kind, *endpoint);
         }
+        for (const auto& [listener, kind] : unix_listeners) worker->listen_unix(kind, listener->descriptor());
         if (config.pool.mode == PoolSettings::Mode::transaction)
             worker->enable_pooling(pool_stats, static_cast<std::size_t>(count));
         if (console) worker->enable_admin(*console, i);
@@ -138,7 +150,8 @@ int run_server(const Config& config, const std::string& config_path) {
                                  {"rw", config.listen_rw ? config.listen_rw->to_string() : "-"},
                                  {"ro", config.listen_ro ? config.listen_ro->to_string() : "-"},
                                  {"auto", config.listen_auto ? config.listen_auto->to_string() : "-"},
-                                 {"metrics", config.metrics_listen ? config.metrics_listen->to_string() : "-"}});
+                                 {"metrics", config.metrics_listen ? config.metrics_listen->to_string() : "-"},
+                                 {"unix_socket_dir", config.unix_socket_dir.empty() ? "-" : config.unix_socket_dir}});
 
     // SIGHUP reloads (reload.hpp) and pglane goes on; SIGINT and SIGTERM stop it.
     asio::io_context signals_io{1};

@@ -2,8 +2,11 @@
 // Quoting for the few statements pglane writes itself (DEALLOCATE of a client's statement,
 // auth.query's user name), and how a peer is named in logs.
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <fmt/format.h>
+
+#include <cstring>
 
 #include <string>
 #include <string_view>
@@ -32,12 +35,20 @@ namespace pglane::proxy {
     return out;
 }
 
-/// "address:port" of the other end, or "unknown".
-[[nodiscard]] inline std::string describe_peer(const boost::asio::ip::tcp::socket& socket) {
+/// "address:port" of the other end, "[local]" for a Unix-domain socket (as PostgreSQL
+/// logs it), or "unknown".
+[[nodiscard]] inline std::string describe_peer(const boost::asio::generic::stream_protocol::socket& socket) {
     boost::system::error_code ec;
-    auto endpoint = socket.remote_endpoint(ec);
+    const auto endpoint = socket.remote_endpoint(ec);
     if (ec) return "unknown";
-    return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+    const int family = endpoint.protocol().family();
+    if (family == AF_UNIX) return "[local]";
+    if (family != AF_INET && family != AF_INET6) return "unknown";
+    boost::asio::ip::tcp::endpoint ip;
+    if (endpoint.size() > ip.capacity()) return "unknown";
+    std::memcpy(ip.data(), endpoint.data(), endpoint.size());
+    ip.resize(endpoint.size());
+    return fmt::format("{}:{}", ip.address().to_string(), ip.port());
 }
 
 }  // namespace pglane::proxy

@@ -30,7 +30,7 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
         log::info("cancel_request_idle", {{"client", peer}, {"process_id", key.process_id}});
         co_return;
     }
-    tcp::socket server(co_await asio::this_coro::executor);
+    StreamSocket server(co_await asio::this_coro::executor);
     // A named local, not a braced temporary: GCC 12 destroys a braced temporary bound to a
     // reference parameter inside a co_await expression twice (free(): invalid size).
     const health::NodeAddress address{target->node, target->host, target->port};
@@ -51,13 +51,15 @@ asio::awaitable<void> forward_cancel(SessionServices& services, ListenerKind kin
 }
 
 // SSLRequest: 'S' and a TLS handshake when pglane has a certificate (tls.mode allow or
-// require), 'N' otherwise and for GSSENCRequest: the client then goes on in plaintext (or
-// gives up, if it insists on encryption).
+// require), 'N' otherwise, on a Unix-domain socket (as PostgreSQL answers there) and for
+// GSSENCRequest: the client then goes on in plaintext (or gives up, if it insists on
+// encryption).
 asio::awaitable<std::optional<Disconnect>> answer_encryption_request(Stream& client, ByteBuffer& in,
                                                                      SessionServices& services, ListenerKind kind,
                                                                      protocol::StartupKind request) {
     SslContextPtr context;
-    if (request == protocol::StartupKind::ssl_request && services.tls) context = services.tls->client_facing();
+    if (request == protocol::StartupKind::ssl_request && services.tls && !client.unix_domain())
+        context = services.tls->client_facing();
     if (context && !in.unread().empty()) {
         // Bytes sent after SSLRequest, before the answer, would be taken as if they had come
         // through TLS (CVE-2021-23214): refuse them, as PostgreSQL does.
@@ -173,7 +175,10 @@ asio::awaitable<ClientStartup> read_client_startup(Stream& client, ByteBuffer& i
                 result.stop = Disconnect{std::string(step.sqlstate), std::move(step.message), std::string(step.reason)};
                 co_return result;
             case protocol::StartupAction::start_session:
-                if (!client.encrypted() && services.tls && services.tls->mode() == ClientTlsMode::require) {
+                // A Unix-domain client is on this host: tls.mode require, like a hostssl line
+                // of pg_hba.conf, is about the network.
+                if (!client.encrypted() && services.tls && services.tls->mode() == ClientTlsMode::require &&
+                    !client.unix_domain()) {
                     services.counters.add(kind, ListenerCounter::client_tls_refused_total);
                     result.stop = Disconnect{"28000",
                                              fmt::format("pglane: connections to this port must use TLS (tls.mode is "

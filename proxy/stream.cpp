@@ -31,8 +31,8 @@ Need need_of(SSL* ssl, int rc) {
     }
 }
 
-tcp::socket::wait_type wait_for(Need need) {
-    return need == Need::write ? tcp::socket::wait_write : tcp::socket::wait_read;
+StreamSocket::wait_type wait_for(Need need) {
+    return need == Need::write ? StreamSocket::wait_write : StreamSocket::wait_read;
 }
 
 }  // namespace
@@ -149,7 +149,7 @@ asio::awaitable<Stream::Result> Stream::tls_read_some(asio::mutable_buffer buffe
         boost::system::error_code ec;
         const std::size_t n = read_now(buffer, ec);
         if (ec != asio::error::would_block) co_return Result{ec, n};
-        auto [wait_ec] = co_await socket_.async_wait(read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
+        auto [wait_ec] = co_await socket_.async_wait(read_wants_write_ ? StreamSocket::wait_write : StreamSocket::wait_read,
                                                      use_nothrow);
         if (wait_ec) co_return Result{wait_ec, 0};
     }
@@ -179,12 +179,21 @@ std::size_t Stream::read_now(asio::mutable_buffer buffer, boost::system::error_c
     return 0;
 }
 
+bool Stream::unix_domain() {
+    if (family_ < 0) {
+        boost::system::error_code ec;
+        const auto local = socket_.local_endpoint(ec);
+        family_ = ec ? AF_UNSPEC : local.protocol().family();
+    }
+    return family_ == AF_UNIX;
+}
+
 bool Stream::quiet_since_drained() {
     return !ssl_ && queued_byte_reports_ == Reports::on && proxy::quiet_since_drained(socket_);
 }
 
 asio::awaitable<Stream::WaitResult> Stream::readable() {
-    if (!ssl_) return socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+    if (!ssl_) return socket_.async_wait(StreamSocket::wait_read, use_nothrow);
     return tls_readable();
 }
 
@@ -192,7 +201,7 @@ asio::awaitable<Stream::WaitResult> Stream::tls_readable() {
     // Decrypted bytes OpenSSL holds would never wake a wait on the socket. (Not
     // SSL_has_pending(): that also counts part of a record, which needs the socket.)
     if (SSL_pending(ssl_) > 0) co_return WaitResult{};
-    co_return co_await socket_.async_wait(read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
+    co_return co_await socket_.async_wait(read_wants_write_ ? StreamSocket::wait_write : StreamSocket::wait_read,
                                           use_nothrow);
 }
 
@@ -271,7 +280,7 @@ void Stream::cancel() {
 
 void Stream::shutdown() {
     boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.shutdown(StreamSocket::shutdown_both, ignored);
 }
 
 void Stream::close() {
@@ -283,7 +292,7 @@ void Stream::close() {
     }
     free_tls();
     boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.shutdown(StreamSocket::shutdown_both, ignored);
     socket_.close(ignored);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// A TCP connection that may carry TLS: what every session reads and writes through, to
-// clients and to servers alike. Plaintext costs nothing extra (each call hands back Asio's
+// A connection (TCP, or a Unix-domain socket to a node on the same host) that may carry TLS:
+// what every session reads and writes through, to clients and to servers alike. Plaintext costs nothing extra (each call hands back Asio's
 // own operation); with TLS, OpenSSL works on the non-blocking socket itself and a want-read
 // or want-write becomes an Asio wait, so the readiness-based loops of the sessions
 // (wait for readable, then read what is there) work over TLS too. Decrypted bytes OpenSSL
@@ -26,6 +26,9 @@ namespace pglane::proxy {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+/// TCP or Unix-domain: a stream socket of either family (Asio converts a tcp::socket into
+/// one by moving it).
+using StreamSocket = asio::generic::stream_protocol::socket;
 
 /// What only a session knows, asked by a read on its hot path: whether, after the
 /// `received` bytes the read just took, the peer has nothing more it must send before pglane
@@ -45,17 +48,19 @@ public:
     using Result = std::tuple<boost::system::error_code, std::size_t>;
     using WaitResult = std::tuple<boost::system::error_code>;
 
-    explicit Stream(tcp::socket socket) : socket_(std::move(socket)) {}
+    explicit Stream(StreamSocket socket) : socket_(std::move(socket)) {}
     explicit Stream(const asio::any_io_executor& executor) : socket_(executor) {}
     ~Stream();
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
 
-    [[nodiscard]] tcp::socket& socket() { return socket_; }
-    [[nodiscard]] const tcp::socket& socket() const { return socket_; }
+    [[nodiscard]] StreamSocket& socket() { return socket_; }
+    [[nodiscard]] const StreamSocket& socket() const { return socket_; }
     [[nodiscard]] asio::any_io_executor get_executor() { return socket_.get_executor(); }
     [[nodiscard]] bool is_open() const { return socket_.is_open(); }
     [[nodiscard]] bool encrypted() const { return ssl_ != nullptr; }
+    /// Whether the connection is a Unix-domain one (the socket is asked once).
+    [[nodiscard]] bool unix_domain();
     /// "TLSv1.3" and the like, empty for plaintext.
     [[nodiscard]] std::string_view tls_version() const;
     /// SCRAM's tls-server-end-point channel binding data on the accepting side: the hash of
@@ -162,11 +167,12 @@ private:
         }
     }
 
-    tcp::socket socket_;
-    /// Whether the socket reports the bytes a recvmsg left (TCP_INQ), asked at the first read
+    StreamSocket socket_;
+    /// Whether the socket reports the bytes a recvmsg left (TCP_INQ, SO_INQ), asked at the first read
     /// that needs it.
     enum class Reports : unsigned char { unknown, on, unavailable };
     Reports queued_byte_reports_ = Reports::unknown;
+    int family_ = -1;   // the socket's address family, once unix_domain() asked
     SSL* ssl_ = nullptr;
     // What the last TLS read needs before it can go on: the socket readable (usually) or
     // writable (OpenSSL has a record of its own to send first).

@@ -6,6 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 namespace pglane::proxy {
 
 namespace {
@@ -15,7 +18,7 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 // Serves one accepted connection with its share of the client limits: the startup phase
 // admits the session into `slot` once the startup packet names the user, and the share is
 // given back when the session ends, whichever kind of session served it.
-asio::awaitable<void> serve_within_limits(tcp::socket socket, ListenerKind kind, SessionServices& services) {
+asio::awaitable<void> serve_within_limits(StreamSocket socket, ListenerKind kind, SessionServices& services) {
     ClientLimits::Slot slot;
     ClientLimits::Attachment attachment(*services.limits, socket.native_handle(), slot);
     // With an "auth" section pglane authenticates every client itself; the auto port
@@ -63,6 +66,19 @@ void Worker::listen(ListenerKind kind, const Endpoint& endpoint) {
     acceptors_.emplace_back(std::move(acceptor), kind);
 }
 
+void Worker::listen_unix(ListenerKind kind, int descriptor) {
+    const int own = ::fcntl(descriptor, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) throw std::system_error(errno, std::generic_category(), "cannot duplicate a Unix-domain listener");
+    auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+    boost::system::error_code ec;
+    acceptor->assign(asio::local::stream_protocol(), own, ec);
+    if (ec) {
+        ::close(own);
+        throw std::system_error(ec, "cannot accept on a Unix-domain listener");
+    }
+    unix_acceptors_.emplace_back(std::move(acceptor), kind);
+}
+
 void Worker::enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count) {
     pools_ = std::make_unique<ServerPools>(io_.get_executor(), services_.config, counters_, stats, worker_count,
                                            services_.tls->server_facing());
@@ -84,9 +100,8 @@ void Worker::enable_admin(AdminConsole& console, int index) {
 
 void Worker::start() {
     if (pools_) asio::co_spawn(io_, pools_->maintain(), asio::detached);
-    for (auto& [acceptor, kind] : acceptors_) {
-        asio::co_spawn(io_, accept_loop(*acceptor, kind), asio::detached);
-    }
+    for (auto& [acceptor, kind] : acceptors_) asio::co_spawn(io_, accept_loop(*acceptor, kind), asio::detached);
+    for (auto& [acceptor, kind] : unix_acceptors_) asio::co_spawn(io_, accept_loop(*acceptor, kind), asio::detached);
     const int busy_poll_us = services_.config.busy_poll_us;
     thread_ = std::thread([this, busy_poll_us] {
         if (busy_poll_us == 0) {
@@ -107,7 +122,8 @@ void Worker::start() {
     });
 }
 
-asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, ListenerKind kind) {
+template <typename Acceptor>
+asio::awaitable<void> Worker::accept_loop(Acceptor& acceptor, ListenerKind kind) {
     while (!stopping_) {
         auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
         if (ec) {
@@ -134,6 +150,7 @@ void Worker::shutdown(Disconnect why) {
         stopping_ = true;
         boost::system::error_code ec;
         for (auto& [acceptor, kind] : acceptors_) acceptor->close(ec);
+        for (auto& [acceptor, kind] : unix_acceptors_) acceptor->close(ec);
         registry_.close_all(why);
         if (pools_) pools_->stop();
     });
@@ -144,6 +161,7 @@ void Worker::drain(Disconnect why, std::chrono::milliseconds timeout) {
         stopping_ = true;
         boost::system::error_code ec;
         for (auto& [acceptor, kind] : acceptors_) acceptor->close(ec);
+        for (auto& [acceptor, kind] : unix_acceptors_) acceptor->close(ec);
         registry_.drain_all(why);
         asio::co_spawn(io_, finish_drain(why, timeout), asio::detached);
     });

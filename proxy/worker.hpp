@@ -25,6 +25,9 @@ public:
 
     /// Binds `endpoint` for `kind`. Throws std::system_error naming the address on failure.
     void listen(ListenerKind kind, const Endpoint& endpoint);
+    /// Accepts for `kind` on a dup() of the Unix-domain socket `descriptor` (a UnixListener's,
+    /// which outlives the worker). Throws std::system_error.
+    void listen_unix(ListenerKind kind, int descriptor);
     /// Transaction pooling (pool.mode): this worker's share of the pools. Before start().
     void enable_pooling(PoolStatsRegistry& stats, std::size_t worker_count);
     /// The admin console (admin.users): sessions may open it, it may describe this worker's
@@ -44,7 +47,8 @@ public:
     [[nodiscard]] const routing::ClassificationCache& classifications() const { return classifications_; }
 
 private:
-    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind);
+    template <typename Acceptor>
+    asio::awaitable<void> accept_loop(Acceptor& acceptor, ListenerKind kind);
     asio::awaitable<void> finish_drain(Disconnect why, std::chrono::milliseconds timeout);
 
     // One thread runs it, and only that thread does I/O on its sockets (others post()): the
@@ -55,6 +59,7 @@ private:
     routing::ClassificationCache classifications_;
     SessionServices services_;
     std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
+    std::vector<std::pair<std::unique_ptr<asio::local::stream_protocol::acceptor>, ListenerKind>> unix_acceptors_;
     std::unique_ptr<ServerPools> pools_;
     // Sessions paused by the admin console wait on it; RESUME re-arms it, which wakes them.
     asio::steady_timer resume_gate_{io_, asio::steady_timer::time_point::max()};

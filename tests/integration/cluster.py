@@ -92,6 +92,10 @@ class LocalCluster:
     def data_dir(self, node):
         return self.cluster_dir / self._checked(node)
 
+    def socket_dir(self, node):
+        """The directory of the node's Unix-domain socket (unix_socket_directories)."""
+        return self.cluster_dir / "sockets" / self._checked(node)
+
     @property
     def archive_dir(self):
         return self.cluster_dir / "archive"

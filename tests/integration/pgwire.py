@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 PG_BIN = os.environ.get("PGLANE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -233,6 +234,22 @@ def psql(port, sql, user="postgres", password="postgres", timeout=30):
 
 def pgbench_args(port, *args, user="postgres"):
     return [PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", user, *args, "postgres"]
+
+
+def sleep_cancelled(conn, after=1.0):
+    """Runs SELECT pg_sleep(30) on a DB-API connection (psycopg2) and calls conn.cancel() from
+    a timer `after` seconds in: (the exception execute raised, or None; seconds it took)."""
+    timer = threading.Timer(after, conn.cancel)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(30)")
+        return None, time.monotonic() - started
+    except Exception as error:   # the driver's QueryCanceled, for the caller to check
+        return error, time.monotonic() - started
+    finally:
+        timer.cancel()
 
 
 def poll(predicate, timeout, what, interval=0.1):

@@ -142,3 +142,27 @@ TEST_CASE("nodes[].weight is 1 by default, 0 to 1000 when given") {
     CHECK(error_of(head + "-1 } ] }") == "config key \"nodes[1].weight\": must be between 0 and 1000");
     CHECK(error_of(head + "1.5 } ] }") == "config key \"nodes[1].weight\": must be an integer");
 }
+
+TEST_CASE("listen.unix_socket_dir: a socket directory for every port, with a mode") {
+    const auto with_listen = [](const std::string& extra) {
+        return R"({ "listen": { "rw": "127.0.0.1:6433", "auto": "127.0.0.1:6432" )" + extra +
+               R"( }, "auth": { "users_file": "/dev/null" }, "nodes": [ { "name": "n0", "host": "/run/postgresql", "port": 5432 } ] })";
+    };
+    auto plain = parse_config(with_listen(""));
+    CHECK(plain.unix_socket_dir.empty());
+    CHECK(plain.nodes[0].on_unix_socket());
+    CHECK(plain.nodes[0].unix_socket_path() == "/run/postgresql/.s.PGSQL.5432");
+    auto config = parse_config(with_listen(R"(, "unix_socket_dir": "/run/pglane", "unix_socket_mode": "0770")"));
+    CHECK(config.unix_socket_dir == "/run/pglane");
+    CHECK(config.unix_socket_mode == 0770);
+    CHECK(parse_config(with_listen(R"(, "unix_socket_dir": "/run/pglane")")).unix_socket_mode == 0777);
+    CHECK(error_of(with_listen(R"(, "unix_socket_dir": "run/pglane")")) ==
+          R"(config key "listen.unix_socket_dir": must be an absolute path)");
+    CHECK(error_of(with_listen(R"(, "unix_socket_dir": "/)" + std::string(92, 'd') + R"(")")) ==
+          R"(config key "listen.unix_socket_dir": is too long for a socket path (at most 92 bytes))");
+    CHECK(error_of(with_listen(R"(, "unix_socket_dir": "/)" + std::string(91, 'd') + R"(")")) == "no error");
+    CHECK(error_of(with_listen(R"(, "unix_socket_dir": "/run/pglane", "unix_socket_mode": "0980")")) ==
+          R"(config key "listen.unix_socket_mode": "0980" is not an octal mode such as "0770")");
+    CHECK(error_of(with_listen(R"(, "unix_socket_mode": "0700")")) ==
+          R"(config key "listen.unix_socket_mode": needs listen.unix_socket_dir)");
+}

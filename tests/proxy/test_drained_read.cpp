@@ -10,9 +10,11 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cstdio>
 #include <chrono>
 #include <string>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -56,7 +58,8 @@ struct Read {
     bool done = false;
 };
 
-asio::awaitable<Read> read_once(tcp::socket& socket, std::size_t room, PeerWaits waits = peer_waits) {
+template <typename Socket>
+asio::awaitable<Read> read_once(Socket& socket, std::size_t room, PeerWaits waits = peer_waits) {
     std::vector<char> buffer(room);
     auto [ec, n] = co_await async_read_drained(socket, asio::buffer(buffer), waits, use_nothrow);
     co_return Read{ec, std::string(buffer.data(), n), true};
@@ -357,4 +360,54 @@ TEST_CASE("quiet_since_drained: an edge the last poll collected but not yet hand
     CHECK(woke.bytes == "query");
     CHECK_FALSE(flag_while_queued);   // the case this test is about: the flag alone says quiet
     CHECK_FALSE(quiet_while_queued);
+}
+
+namespace {
+
+/// Whether the running kernel predates SO_INQ (Linux 6.17): Unix-domain reads cannot drain.
+bool kernel_before_6_17() {
+    utsname name{};
+    REQUIRE(::uname(&name) == 0);
+    int major = 0, minor = 0;
+    REQUIRE(std::sscanf(name.release, "%d.%d", &major, &minor) == 2);
+    return major < 6 || (major == 6 && minor < 17);
+}
+
+}  // namespace
+
+TEST_CASE("Unix-domain sockets: a read that empties the socket drains it, one that leaves bytes does not",
+          "[drained_read]") {
+    asio::io_context io;
+    asio::local::stream_protocol::socket writer(io), reader(io);
+    asio::local::connect_pair(writer, reader);
+    if (!pglane::proxy::enable_queued_byte_reports(reader.native_handle())) {
+        // No SO_INQ here: a Stream reads such a socket with Asio's own reads.
+        CHECK(kernel_before_6_17());
+        return;
+    }
+    std::vector<Read> reads;
+    bool tried_after_partial = false, tried_after_all = true;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            asio::write(writer, asio::buffer(std::string_view("0123456789")));
+            asio::steady_timer settle(io, std::chrono::milliseconds(20));   // the reactor takes the write's edge
+            co_await settle.async_wait(use_nothrow);
+            reads.push_back(co_await read_once(reader, 4));
+            tried_after_partial = next_read_tries_first(reader);
+            reads.push_back(co_await read_once(reader, 64));
+            tried_after_all = next_read_tries_first(reader);
+            asio::steady_timer later(io, std::chrono::milliseconds(20));
+            co_await later.async_wait(use_nothrow);
+            asio::write(writer, asio::buffer(std::string_view("after")));
+            reads.push_back(co_await read_once(reader, 64));   // woken by the edge
+        },
+        asio::detached);
+    io.run_for(std::chrono::seconds(5));
+    REQUIRE(reads.size() == 3);
+    CHECK(reads[0].bytes == "0123");
+    CHECK(tried_after_partial);
+    CHECK(reads[1].bytes == "456789");
+    CHECK_FALSE(tried_after_all);
+    CHECK(reads[2].bytes == "after");
 }
