@@ -120,6 +120,9 @@ class SystemdUnit(unittest.TestCase):
                            "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "MemoryDenyWriteExecute": "yes",
                            "User": "pglane"}.items():
             self.assertEqual(service(key), value, key)
+        # The example's socket directory is the one systemd makes for the service.
+        listen = json.loads(EXAMPLE_CONFIG.read_text())["listen"]
+        self.assertEqual(listen["unix_socket_dir"], "/run/" + service("RuntimeDirectory"))
         # systemctl reload is pglane's SIGHUP.
         self.assertEqual(service("ExecReload"), "/bin/kill -HUP $MAINPID")
         self.assertEqual(d[("Install", "WantedBy")], ["multi-user.target"])
