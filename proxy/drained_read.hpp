@@ -16,13 +16,13 @@
 // - a FIN: TCP_INQ reports 1 while one is queued, so a read that takes the peer's last bytes
 //   together with its FIN does not say "exhausted", and the next read sees EOF.
 // - an RST, or a Unix-domain peer's close: neither sets such a flag. When the peer's last
-//   bytes and its RST (or close) come in one edge, a read that says "exhausted" would wait for
-//   an edge that never comes. So the caller adds
-//   what only the protocol knows: the read may say "exhausted" only when the peer now waits
-//   for pglane (a client after a Query or Sync, a server after its last owed
-//   ReadyForQuery). pglane's next move on that socket is then a write, which meets the
-//   RST. (The check of an idle server connection, ServerConnection::usable_after_idle,
-//   does not: it trusts quiet_since_drained below, which cannot see this RST or close.)
+//   bytes and its RST (or close) come in one edge, a read that says "exhausted" would wait
+//   for an edge that never comes. So the caller adds what only the protocol knows: the read
+//   may say "exhausted" only when the peer now waits for pglane (a client after a Query or
+//   Sync, a server after its last owed ReadyForQuery). pglane's next move on that socket is
+//   then a write, which meets the RST or the closed socket. (The check of an idle server
+//   connection, ServerConnection::usable_after_idle, does not: it trusts
+//   quiet_since_drained below, which cannot see them.)
 //
 // This reaches into asio::detail (the reactor, its operation type and a socket's
 // implementation), which Boost 1.81 on Debian 12 is pinned to; the static_assert below

@@ -1,6 +1,6 @@
 #pragma once
-// Opening a connection to a node with a deadline (names resolved asynchronously), TLS
-// negotiated as the node's sslmode asks.
+// Opening a connection to a node with a deadline (over TCP, names resolved asynchronously,
+// or through its Unix-domain socket), TLS negotiated as the node's sslmode asks.
 
 #include "health/topology.hpp"
 
@@ -24,8 +24,8 @@ class Stream;
 
 /// Connects `stream` to `address`, then asks for TLS as `address.sslmode` says (SSLRequest,
 /// and a handshake with `tls` when the server answers 'S'; never over a Unix-domain socket),
-/// all within `timeout`. An empty
-/// string on success, else what went wrong. A null `tls` connects in plaintext.
+/// all within `timeout`. An empty string on success, else what went wrong. A null `tls`
+/// connects in plaintext.
 /// https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
 [[nodiscard]] boost::asio::awaitable<std::string> connect_to_server(Stream& stream, const health::NodeAddress& address,
                                                                   ssl_ctx_st* tls, std::chrono::milliseconds timeout);

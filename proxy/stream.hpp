@@ -1,10 +1,10 @@
 #pragma once
-// A connection (TCP, or a Unix-domain socket to a node on the same host) that may carry TLS:
-// what every session reads and writes through, to clients and to servers alike. Plaintext costs nothing extra (each call hands back Asio's
-// own operation); with TLS, OpenSSL works on the non-blocking socket itself and a want-read
-// or want-write becomes an Asio wait, so the readiness-based loops of the sessions
-// (wait for readable, then read what is there) work over TLS too. Decrypted bytes OpenSSL
-// already holds make the stream readable without waiting on the socket.
+// A connection (TCP or Unix-domain) that may carry TLS: what every session reads and writes
+// through, to clients and to servers alike. Plaintext costs nothing extra (each call hands
+// back Asio's own operation); with TLS, OpenSSL works on the non-blocking socket itself and
+// a want-read or want-write becomes an Asio wait, so the readiness-based loops of the
+// sessions (wait for readable, then read what is there) work over TLS too. Decrypted bytes
+// OpenSSL already holds make the stream readable without waiting on the socket.
 
 #include "health/topology.hpp"
 
@@ -168,8 +168,8 @@ private:
     }
 
     StreamSocket socket_;
-    /// Whether the socket reports the bytes a recvmsg left (TCP_INQ, SO_INQ), asked at the first read
-    /// that needs it.
+    /// Whether the socket reports the bytes a recvmsg left (TCP_INQ, SO_INQ), asked at the
+    /// first read that needs it.
     enum class Reports : unsigned char { unknown, on, unavailable };
     Reports queued_byte_reports_ = Reports::unknown;
     int family_ = -1;   // the socket's address family, once unix_domain() asked
