@@ -178,6 +178,10 @@ asio::awaitable<void> HealthChecker::repoint_standby(std::size_t standby, std::s
     auto failed = [&](std::string_view step, std::string_view error) {
         log::error("standby_repoint_failed", {{"node", name}, {"step", step}, {"error", error}});
     };
+    if (std::string why = unreachable_upstream(state_.current().nodes[standby].address, target); !why.empty()) {
+        failed("choose the upstream address", why);
+        co_return;
+    }
     QueryResult current =
         co_await run_on(standby, "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'", step_timeout());
     if (!current.error.empty()) {

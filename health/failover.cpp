@@ -5,6 +5,7 @@
 
 #include "common/log.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
@@ -195,6 +196,21 @@ std::optional<std::string> repoint_conninfo(std::string_view conninfo, std::stri
         append_conninfo_value(out, keyword, option->val);
     }
     return out;
+}
+
+std::string unreachable_upstream(const NodeAddress& standby, const NodeAddress& primary) {
+    const auto host_local = [](const NodeAddress& node) {
+        if (node.on_unix_socket() || node.host == "localhost") return true;
+        boost::system::error_code ec;
+        const auto ip = boost::asio::ip::make_address(node.host, ec);
+        return !ec && ip.is_loopback();
+    };
+    if (!host_local(primary) || host_local(standby)) return {};
+    return fmt::format("pglane reaches {} at {}, an address of pglane's own host, and {} at {}: from {} that "
+                       "address may name its own host. Configure {} by an address other hosts can reach, or set "
+                       "{}'s primary_conninfo by hand",
+                       primary.name, primary.on_unix_socket() ? primary.unix_socket_path() : primary.host, standby.name,
+                       standby.host, standby.name, primary.name, standby.name);
 }
 
 std::string quorum_standby_names(std::span<const std::string> names) {

@@ -263,3 +263,26 @@ TEST_CASE("SQL literals and LSNs are written as PostgreSQL reads them") {
     CHECK(format_lsn(0x16B374D848u) == "16/B374D848");
     CHECK(format_lsn(0) == "0/0");
 }
+
+TEST_CASE("a standby is re-pointed at a host-local address only when pglane reaches it locally too") {
+    const NodeAddress socket_primary{"n1", "/var/run/postgresql", 5432};
+    const NodeAddress loopback_primary{"n1", "127.0.0.1", 5432};
+    const NodeAddress remote_primary{"n1", "10.0.0.11", 5432};
+    const NodeAddress remote_standby{"n2", "10.0.0.12", 5432};
+    const NodeAddress local_standby{"n2", "127.0.0.1", 5434};
+    const NodeAddress socket_standby{"n2", "/tmp/sockets/n2", 5434};
+
+    CHECK(unreachable_upstream(remote_standby, remote_primary).empty());
+    CHECK(unreachable_upstream(local_standby, loopback_primary).empty());
+    CHECK(unreachable_upstream(socket_standby, socket_primary).empty());
+    CHECK(unreachable_upstream(local_standby, socket_primary).empty());
+    CHECK(unreachable_upstream(socket_standby, NodeAddress{"n1", "localhost", 5432}).empty());
+    CHECK(unreachable_upstream(local_standby, remote_primary).empty());
+
+    const std::string why = unreachable_upstream(remote_standby, socket_primary);
+    CHECK(why.find("pglane reaches n1 at /var/run/postgresql/.s.PGSQL.5432") == 0);
+    CHECK(why.find("set n2's primary_conninfo by hand") != std::string::npos);
+    CHECK_FALSE(unreachable_upstream(remote_standby, loopback_primary).empty());
+    CHECK_FALSE(unreachable_upstream(remote_standby, NodeAddress{"n1", "::1", 5432}).empty());
+    CHECK_FALSE(unreachable_upstream(remote_standby, NodeAddress{"n1", "localhost", 5432}).empty());
+}
