@@ -12,23 +12,13 @@ import psycopg2
 import failover_common as fc
 import pgwire
 
-CLUSTER = None
-
-
-def setUpModule():
-    global CLUSTER
-    CLUSTER = fc.cluster()
-
-
-def tearDownModule():
-    fc.restore(CLUSTER)
-
 
 class FailoverOverSockets(unittest.TestCase):
 
     def test_promotion_repointing_and_writes_over_the_nodes_sockets(self):
-        c = CLUSTER
+        c = fc.cluster()
         fc.rebuild(c)
+        self.addCleanup(fc.restore, c)
         nodes = [{"name": n, "host": str(c.socket_dir(n)), "port": c.port(n)} for n in ("n0", "n1", "n2")]
         p = fc.failover_pglane(c, extra={"nodes": nodes})
         self.addCleanup(p.stop)
