@@ -89,7 +89,8 @@ Endpoint parse_endpoint(const json& value, const std::string& key) {
 void parse_listen(const json& root, Config& config) {
     const json* listen = find_object(root, "listen", "listen");
     if (!listen) fail("listen", "is required (give at least one of listen.rw, listen.ro)");
-    reject_unknown_keys(*listen, "listen", {"rw", "ro", "auto", "unix_socket_dir", "unix_socket_mode"});
+    reject_unknown_keys(*listen, "listen",
+                        {"rw", "ro", "auto", "unix_socket_dir", "unix_socket_mode", "unix_socket_group"});
     if (listen->contains("rw")) config.listen_rw = parse_endpoint(listen->at("rw"), "listen.rw");
     if (listen->contains("ro")) config.listen_ro = parse_endpoint(listen->at("ro"), "listen.ro");
     if (listen->contains("auto")) config.listen_auto = parse_endpoint(listen->at("auto"), "listen.auto");
@@ -111,6 +112,9 @@ void parse_listen(const json& root, Config& config) {
         config.unix_socket_mode = static_cast<unsigned>(std::stoul(mode, nullptr, 8)) & 0777;
         if (config.unix_socket_dir.empty()) fail("listen.unix_socket_mode", "needs listen.unix_socket_dir");
     }
+    read(*listen, "unix_socket_group", "listen.unix_socket_group", config.unix_socket_group);
+    if (!config.unix_socket_group.empty() && config.unix_socket_dir.empty())
+        fail("listen.unix_socket_group", "needs listen.unix_socket_dir");
     if (root.contains("metrics_listen")) config.metrics_listen = parse_endpoint(root.at("metrics_listen"), "metrics_listen");
 }
 

@@ -81,6 +81,7 @@ struct Config {
     /// Empty: TCP only.
     std::string unix_socket_dir;
     unsigned unix_socket_mode = 0777;   // listen.unix_socket_mode, PostgreSQL's default
+    std::string unix_socket_group;      // listen.unix_socket_group; empty: pglane's own group
     std::optional<AuthSettings> auth;
     routing::RoutingPolicy routing;
     std::optional<Endpoint> metrics_listen;

@@ -106,7 +106,9 @@ int run_server(const Config& config, const std::string& config_path) {
         for (ListenerKind kind : {ListenerKind::rw, ListenerKind::ro, ListenerKind::auto_}) {
             if (const auto& endpoint = config.listener(kind))
                 unix_listeners.emplace_back(
-                    std::make_unique<UnixListener>(config.unix_socket_dir, endpoint->port, config.unix_socket_mode), kind);
+                    std::make_unique<UnixListener>(config.unix_socket_dir, endpoint->port, config.unix_socket_mode,
+                                                   config.unix_socket_group),
+                    kind);
         }
     }
     std::vector<std::unique_ptr<Worker>> workers;

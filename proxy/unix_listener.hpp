@@ -14,8 +14,9 @@ namespace pglane::proxy {
 class UnixListener {
 public:
     /// Throws std::system_error naming the path. A socket file left by a process that is gone
-    /// (nothing accepts on it) is replaced; one something still accepts on is not.
-    UnixListener(const std::string& directory, std::uint16_t port, unsigned mode);
+    /// (nothing accepts on it) is replaced; one something still accepts on is not. The file
+    /// gets `mode`, and `group` (a group name) when not empty.
+    UnixListener(const std::string& directory, std::uint16_t port, unsigned mode, const std::string& group = {});
     ~UnixListener();
     UnixListener(const UnixListener&) = delete;
     UnixListener& operator=(const UnixListener&) = delete;

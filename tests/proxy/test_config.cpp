@@ -165,4 +165,8 @@ TEST_CASE("listen.unix_socket_dir: a socket directory for every port, with a mod
           R"(config key "listen.unix_socket_mode": "0980" is not an octal mode such as "0770")");
     CHECK(error_of(with_listen(R"(, "unix_socket_mode": "0700")")) ==
           R"(config key "listen.unix_socket_mode": needs listen.unix_socket_dir)");
+    CHECK(parse_config(with_listen(R"(, "unix_socket_dir": "/run/pglane", "unix_socket_group": "app")"))
+              .unix_socket_group == "app");
+    CHECK(error_of(with_listen(R"(, "unix_socket_group": "app")")) ==
+          R"(config key "listen.unix_socket_group": needs listen.unix_socket_dir)");
 }

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <grp.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -83,6 +84,28 @@ TEST_CASE("a Unix listener replaces a stale socket file and refuses one in use",
         CHECK(connects(path));   // the refused one left the file alone
     }
     CHECK_FALSE(fs::exists(path));
+}
+
+TEST_CASE("a Unix listener gives its file the configured group, and names a group that does not exist", "[unix]") {
+    TempDir dir;
+    const ::group* own = ::getgrgid(::getegid());
+    REQUIRE(own != nullptr);
+    const std::string own_name = own->gr_name;
+    const gid_t own_gid = own->gr_gid;
+    {
+        UnixListener listener(dir.path, 6434, 0770, own_name);
+        struct stat info {};
+        REQUIRE(::stat(listener.path().c_str(), &info) == 0);
+        CHECK(info.st_gid == own_gid);
+        CHECK((info.st_mode & 0777) == 0770);
+    }
+    try {
+        UnixListener listener(dir.path, 6435, 0770, "pglane-no-such-group");
+        FAIL("a listener took a group that does not exist");
+    } catch (const std::system_error& e) {
+        CHECK(std::string(e.what()).find("no group \"pglane-no-such-group\" (listen.unix_socket_group)") == 0);
+    }
+    CHECK_FALSE(fs::exists(dir.path + "/.s.PGSQL.6435"));
 }
 
 TEST_CASE("a peer is named by address and port over TCP, [local] over a Unix-domain socket", "[unix]") {
