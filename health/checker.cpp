@@ -119,7 +119,9 @@ std::pair<std::vector<NodeAddress>, std::vector<bool>> HealthChecker::plan_slots
             active.push_back(true);
         } else {
             active[static_cast<std::size_t>(it - slots.begin())] = true;
-            it->weight = node.weight;   // the same node: only its weight can differ
+            // The same node: only its weight and replication host can differ.
+            it->weight = node.weight;
+            it->replication_host = node.replication_host;
         }
     }
     return {std::move(slots), std::move(active)};

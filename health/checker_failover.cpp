@@ -193,7 +193,7 @@ asio::awaitable<void> HealthChecker::repoint_standby(std::size_t standby, std::s
         co_return;
     }
     std::string parse_error;
-    const auto conninfo = repoint_conninfo(*current.rows[0][0], target.host, target.port, parse_error);
+    const auto conninfo = repoint_conninfo(*current.rows[0][0], target.upstream_host(), target.port, parse_error);
     if (!conninfo) {
         failed("parse primary_conninfo", parse_error);
         co_return;
@@ -211,7 +211,7 @@ asio::awaitable<void> HealthChecker::repoint_standby(std::size_t standby, std::s
             co_return;
         }
     }
-    log::info("standby_repointed", {{"node", name}, {"upstream", address_text(target)}});
+    log::info("standby_repointed", {{"node", name}, {"upstream", fmt::format("{}:{}", target.upstream_host(), target.port)}});
 }
 
 }  // namespace pglane::health

@@ -53,7 +53,10 @@ void ClusterState::set_nodes(std::span<const NodeAddress> slots, const std::vect
     for (std::size_t i = 0; i < topology_.nodes.size(); ++i) {
         NodeStatus& node = topology_.nodes[i];
         const bool keep = i < active.size() && active[i];
-        if (keep) node.address.weight = slots[i].weight;
+        if (keep) {
+            node.address.weight = slots[i].weight;
+            node.address.replication_host = slots[i].replication_host;
+        }
         if (keep == !node.retired) continue;
         // Both ways the slot starts over: a fresh node is down until its first probe answers.
         NodeStatus fresh;

@@ -205,12 +205,14 @@ std::string unreachable_upstream(const NodeAddress& standby, const NodeAddress& 
         const auto ip = boost::asio::ip::make_address(node.host, ec);
         return !ec && ip.is_loopback();
     };
-    if (!host_local(primary) || host_local(standby)) return {};
-    return fmt::format("pglane reaches {} at {}, an address of pglane's own host, and {} at {}: from {} that "
-                       "address may name its own host. Configure {} by an address other hosts can reach, or set "
-                       "{}'s primary_conninfo by hand",
-                       primary.name, primary.on_unix_socket() ? primary.unix_socket_path() : primary.host, standby.name,
-                       standby.host, standby.name, primary.name, standby.name);
+    NodeAddress upstream = primary;
+    upstream.host = primary.upstream_host();
+    if (!host_local(upstream) || host_local(standby)) return {};
+    return fmt::format("{}'s address for its standbys is {}, an address of pglane's own host, and pglane reaches {} "
+                       "at {}: from {} that address may name its own host. Give {} a replication_host other hosts "
+                       "can reach, or set {}'s primary_conninfo by hand",
+                       primary.name, upstream.on_unix_socket() ? upstream.unix_socket_path() : upstream.host,
+                       standby.name, standby.host, standby.name, primary.name, standby.name);
 }
 
 std::string quorum_standby_names(std::span<const std::string> names) {

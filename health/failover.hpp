@@ -79,10 +79,10 @@ private:
                                                           std::string_view host, std::uint16_t port,
                                                           std::string& error);
 
-/// Why `standby` cannot be re-pointed at the address pglane knows `primary` by, or empty when
-/// it can. A host-local address (a Unix-domain socket's directory, a loopback address,
-/// "localhost") names pglane's host; a standby pglane reaches at another address may be
-/// elsewhere, where that address would name the standby's own host.
+/// Why `standby` cannot be re-pointed at `primary`'s upstream_host(), or empty when it can. A
+/// host-local address (a Unix-domain socket's directory, a loopback address, "localhost")
+/// names pglane's host; a standby pglane reaches at another address may be elsewhere, where
+/// that address would name the standby's own host.
 [[nodiscard]] std::string unreachable_upstream(const NodeAddress& standby, const NodeAddress& primary);
 
 /// 'ANY 1 (a, b, "C-d")' over `names` (double-quoted where a bare name would not match).

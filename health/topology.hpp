@@ -40,6 +40,14 @@ struct NodeAddress {
     /// As a standby, its share of reads relative to the other standbys (nodes[].weight);
     /// 0: reads only when no standby with a weight can take them.
     std::uint32_t weight = 1;
+    /// nodes[].replication_host: the host the other nodes reach this one at, written into
+    /// their primary_conninfo when it becomes the primary; empty: `host`. For a node pglane
+    /// reaches by its Unix-domain socket or a loopback address. Like `weight`, not part of
+    /// the node's identity: a reload changes it in place.
+    std::string replication_host;
+
+    /// The host the other nodes replicate from when this node is the primary.
+    [[nodiscard]] const std::string& upstream_host() const { return replication_host.empty() ? host : replication_host; }
 
     /// Whether `host` names the directory of a Unix-domain socket rather than a host (libpq's
     /// convention: it starts with '/', or with '@' for Linux's abstract namespace).

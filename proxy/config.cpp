@@ -175,7 +175,7 @@ void parse_nodes(const json& root, Config& config) {
         const json& node = (*it)[i];
         std::string key = fmt::format("nodes[{}]", i);
         if (!node.is_object()) fail(key, "must be an object");
-        reject_unknown_keys(node, key, {"name", "host", "port", "sslmode", "weight"});
+        reject_unknown_keys(node, key, {"name", "host", "port", "sslmode", "weight", "replication_host"});
         health::NodeAddress address;
         address.sslmode = config.tls.server_sslmode;
         address.ca_file = config.tls.server_ca_file;
@@ -184,6 +184,9 @@ void parse_nodes(const json& root, Config& config) {
         read(node, "host", key + ".host", address.host);
         read_int(node, "port", key + ".port", address.port, 1, 65535);
         read_int(node, "weight", key + ".weight", address.weight, 0, health::max_node_weight);
+        read(node, "replication_host", key + ".replication_host", address.replication_host);
+        if (node.contains("replication_host") && address.replication_host.empty())
+            fail(key + ".replication_host", "must not be empty (leave it out to use host)");
         if (address.name.empty()) fail(key + ".name", "is required");
         if (address.host.empty()) fail(key + ".host", "is required");
         if (address.port == 0) fail(key + ".port", "is required");

@@ -280,9 +280,19 @@ TEST_CASE("a standby is re-pointed at a host-local address only when pglane reac
     CHECK(unreachable_upstream(local_standby, remote_primary).empty());
 
     const std::string why = unreachable_upstream(remote_standby, socket_primary);
-    CHECK(why.find("pglane reaches n1 at /var/run/postgresql/.s.PGSQL.5432") == 0);
+    CHECK(why.find("n1's address for its standbys is /var/run/postgresql/.s.PGSQL.5432") == 0);
     CHECK(why.find("set n2's primary_conninfo by hand") != std::string::npos);
     CHECK_FALSE(unreachable_upstream(remote_standby, loopback_primary).empty());
     CHECK_FALSE(unreachable_upstream(remote_standby, NodeAddress{"n1", "::1", 5432}).empty());
     CHECK_FALSE(unreachable_upstream(remote_standby, NodeAddress{"n1", "localhost", 5432}).empty());
+
+    // A replication_host is what the standbys get instead of the host pglane uses.
+    NodeAddress socket_primary_with_address = socket_primary;
+    socket_primary_with_address.replication_host = "10.0.0.11";
+    CHECK(socket_primary_with_address.upstream_host() == "10.0.0.11");
+    CHECK(socket_primary.upstream_host() == "/var/run/postgresql");
+    CHECK(unreachable_upstream(remote_standby, socket_primary_with_address).empty());
+    NodeAddress remote_primary_local_address = remote_primary;
+    remote_primary_local_address.replication_host = "127.0.0.1";
+    CHECK_FALSE(unreachable_upstream(remote_standby, remote_primary_local_address).empty());
 }

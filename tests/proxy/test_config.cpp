@@ -170,3 +170,18 @@ TEST_CASE("listen.unix_socket_dir: a socket directory for every port, with a mod
     CHECK(error_of(with_listen(R"(, "unix_socket_group": "app")")) ==
           R"(config key "listen.unix_socket_group": needs listen.unix_socket_dir)");
 }
+
+TEST_CASE("nodes[].replication_host: what the standbys are pointed at, not part of the node's identity") {
+    const auto with_node = [](const std::string& extra) {
+        return R"({ "listen": { "rw": "127.0.0.1:6433" },
+                    "nodes": [ { "name": "n0", "host": "/run/postgresql", "port": 5432 )" + extra + R"( } ] })";
+    };
+    auto config = parse_config(with_node(R"(, "replication_host": "10.0.0.10")"));
+    CHECK(config.nodes[0].replication_host == "10.0.0.10");
+    CHECK(config.nodes[0].upstream_host() == "10.0.0.10");
+    const auto plain = parse_config(with_node(""));
+    CHECK(plain.nodes[0].upstream_host() == "/run/postgresql");
+    CHECK(plain.nodes[0] == config.nodes[0]);   // a reload changes it in place, as a weight
+    CHECK(error_of(with_node(R"(, "replication_host": "")")) ==
+          R"(config key "nodes[0].replication_host": must not be empty (leave it out to use host))");
+}
