@@ -21,8 +21,9 @@ namespace asio = boost::asio;
 
 namespace {
 
-[[nodiscard]] std::string address_text(const NodeAddress& address) {
-    return fmt::format("{}:{}", address.host, address.port);
+/// Where the standbys of `primary` are pointed: its upstream_host() and port.
+[[nodiscard]] std::string upstream_text(const NodeAddress& primary) {
+    return fmt::format("{}:{}", primary.upstream_host(), primary.port);
 }
 
 }  // namespace
@@ -211,7 +212,7 @@ asio::awaitable<void> HealthChecker::repoint_standby(std::size_t standby, std::s
             co_return;
         }
     }
-    log::info("standby_repointed", {{"node", name}, {"upstream", fmt::format("{}:{}", target.upstream_host(), target.port)}});
+    log::info("standby_repointed", {{"node", name}, {"upstream", upstream_text(target)}});
 }
 
 }  // namespace pglane::health

@@ -47,7 +47,9 @@ struct NodeAddress {
     std::string replication_host;
 
     /// The host the other nodes replicate from when this node is the primary.
-    [[nodiscard]] const std::string& upstream_host() const { return replication_host.empty() ? host : replication_host; }
+    [[nodiscard]] const std::string& upstream_host() const {
+        return replication_host.empty() ? host : replication_host;
+    }
 
     /// Whether `host` names the directory of a Unix-domain socket rather than a host (libpq's
     /// convention: it starts with '/', or with '@' for Linux's abstract namespace).

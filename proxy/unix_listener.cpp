@@ -56,7 +56,9 @@ UnixListener::UnixListener(const std::string& directory, std::uint16_t port, uns
     const std::optional<gid_t> gid = group.empty() ? std::nullopt : std::optional(group_id(group));
     descriptor_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (descriptor_ < 0) fail(errno, "cannot create a Unix-domain socket");
-    auto bind_it = [&] { return ::bind(descriptor_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0; };
+    auto bind_it = [&] {
+        return ::bind(descriptor_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+    };
     bool bound = bind_it();
     if (!bound && errno == EADDRINUSE && !in_use(address) && ::unlink(path_.c_str()) == 0) bound = bind_it();
     const int error = errno;
