@@ -51,13 +51,35 @@ def first_bytes_after_ssl_request(path):
         return s.recv(1)
 
 
+CLUSTER = None
+STARTED_HERE = False
+
+
+def setUpModule():
+    global CLUSTER, STARTED_HERE
+    CLUSTER = LocalCluster.from_env()
+    STARTED_HERE = CLUSTER.ensure_up()
+    pgwire.ensure_roles(CLUSTER)
+    # pgbench's tables, whether or not a module before this one made them.
+    if CLUSTER.value("n0", "SELECT to_regclass('pgbench_branches') IS NULL") == "t":
+        subprocess.run([pgwire.PGBENCH, "-h", "127.0.0.1", "-p", str(CLUSTER.port("n0")), "-U", "postgres",
+                        "-i", "-s", "1", "-q", "postgres"], env=pgwire.pg_env(SUPERUSER_PASSWORD),
+                       capture_output=True, check=True, timeout=120)
+    for node in ("n1", "n2"):
+        CLUSTER.wait_for(lambda n=node: CLUSTER.value(n, "SELECT to_regclass('pgbench_branches') IS NOT NULL") == "t",
+                         f"pgbench's tables on {node}", timeout=30)
+
+
+def tearDownModule():
+    if STARTED_HERE and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
+        CLUSTER.down()
+
+
 class UnixSockets(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = LocalCluster.from_env()
-        cls.started_here = cls.cluster.ensure_up()
-        pgwire.ensure_roles(cls.cluster)
+        cls.cluster = CLUSTER
         cls.dir = tempfile.mkdtemp(prefix="pglane-unix-")
         cls.sockets = os.path.join(cls.dir, "sockets")
         os.mkdir(cls.sockets)
@@ -83,8 +105,6 @@ class UnixSockets(unittest.TestCase):
     def tearDownClass(cls):
         cls.pglane.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
-        if cls.started_here and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
-            cls.cluster.down()
 
     def path(self, kind):
         return os.path.join(self.sockets, f".s.PGSQL.{self.ports[kind]}")
@@ -180,23 +200,12 @@ class UnixSockets(unittest.TestCase):
 class SocketFiles(unittest.TestCase):
     """Lifecycle of the socket files, with a pglane of its own each."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.cluster = LocalCluster.from_env()
-        cls.started_here = cls.cluster.ensure_up()
-        pgwire.ensure_roles(cls.cluster)
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.started_here and not os.environ.get("PGLANE_TEST_KEEP_CLUSTER"):
-            cls.cluster.down()
-
     def setUp(self):
         self.sockets = tempfile.mkdtemp(prefix="pglane-unix-files-")
         self.addCleanup(shutil.rmtree, self.sockets, True)
 
     def pglane(self):
-        return AutoPglane(self.cluster, {"listen": {"unix_socket_dir": self.sockets}})
+        return AutoPglane(CLUSTER, {"listen": {"unix_socket_dir": self.sockets}})
 
     def test_a_stale_file_is_replaced_and_the_files_go_at_exit(self):
         p = self.pglane()
