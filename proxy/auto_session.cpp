@@ -7,6 +7,7 @@
 #include "proxy/cancel_registry.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/function_catalogs.hpp"
+#include "proxy/greeting_cache.hpp"
 #include "proxy/peer_waits.hpp"
 #include "proxy/startup.hpp"
 #include "proxy/statement_names.hpp"
@@ -237,6 +238,12 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::login(protocol::StartupP
         co_return co_await greet_admin();
     }
 
+    // Without pooling, an auto session whose startup packet the primary greeted lately is
+    // greeted as it was then, and connects to the primary when it first needs it.
+    bool greeted = false;
+    auto stop = co_await greet_from_cache(*topology, greeted);
+    if (greeted || stop) co_return stop;
+
     // Under transaction pooling, a greeting another client of the pool got will do; while
     // one client fetches it, the others wait for it (bounded by the startup deadline).
     struct GreetingFetch {
@@ -247,8 +254,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::login(protocol::StartupP
         }
     } fetch;
     while (services_.pools) {
-        bool greeted = false;
-        auto stop = co_await greet_from_pool(*topology, greeted);
+        stop = co_await greet_from_pool(*topology, greeted);
         if (greeted || stop) co_return stop;
         auto primary = routing::choose_primary(*topology);
         if (kind_ == ListenerKind::ro || !primary) break;
@@ -282,7 +288,10 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::login(protocol::StartupP
         // session starts on a standby instead (its reads work at once; its first write waits
         // for the new primary), and a rw session waits for the primary.
         auto primary = co_await primary_server(false);
-        if (auto* server = std::get_if<ServerConnection*>(&primary)) first = *server;
+        if (auto* server = std::get_if<ServerConnection*>(&primary)) {
+            first = *server;
+            remember_greeting(*first);
+        }
         if (!first && kind_ == ListenerKind::auto_ && std::get<Disconnect>(primary).ends_session == false) {
             const routing::RouteDecision any_standby{routing::Destination::standby, "greeting", routing::RouteReason::port};
             first = co_await choose_standby(any_standby);
@@ -298,6 +307,42 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::login(protocol::StartupP
         }
     }
     co_return co_await greet(*first);
+}
+
+bool AutoSession::greets_from_cache() const {
+    if (kind_ != ListenerKind::auto_ || services_.pools || !services_.greetings) return false;
+    // A replication connection is a walsender on the primary from its first message.
+    return std::none_of(startup_parameters_.begin(), startup_parameters_.end(),
+                        [](const auto& parameter) { return parameter.first == "replication"; });
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_cache(const health::Topology& topology,
+                                                                         bool& greeted) {
+    if (!greets_from_cache()) co_return std::nullopt;
+    auto primary = routing::choose_primary(topology);
+    if (!primary) co_return std::nullopt;
+    const std::string key = GreetingCache::key(topology.nodes[*primary].address.name, startup_parameters_);
+    const GreetingCache::Parameters* parameters = services_.greetings->find(key, GreetingCache::Clock::now());
+    if (!parameters) co_return std::nullopt;
+    greeted = true;
+    co_return co_await greet_remembered(*parameters);
+}
+
+asio::awaitable<std::optional<Disconnect>> AutoSession::greet_remembered(
+    const std::vector<std::pair<std::string, std::string>>& parameters) {
+    // No server runs anything of this client's yet: its cancel key points nowhere until a
+    // unit starts (point_cancel_at).
+    client_key_ = services_.cancels.add(CancelTarget{});
+    std::string out;
+    protocol::append_greeting(out, parameters, *client_key_);
+    if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
+    co_return std::nullopt;
+}
+
+void AutoSession::remember_greeting(const ServerConnection& primary) {
+    if (!greets_from_cache()) return;
+    services_.greetings->remember(GreetingCache::key(primary.address().name, startup_parameters_), primary.parameters(),
+                                  GreetingCache::Clock::now());
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& server) {

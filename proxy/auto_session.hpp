@@ -112,6 +112,16 @@ private:
     asio::awaitable<std::optional<Disconnect>> login(protocol::StartupPacket packet);
     asio::awaitable<void> finish(Disconnect why);
     asio::awaitable<std::optional<Disconnect>> greet(ServerConnection& server);
+    /// Auto port without pooling, not a replication connection: greetings are cached.
+    [[nodiscard]] bool greets_from_cache() const;
+    /// Greets the client from services_.greetings when the primary greeted the same startup
+    /// packet lately (and sets `greeted`); otherwise does nothing.
+    asio::awaitable<std::optional<Disconnect>> greet_from_cache(const health::Topology& topology, bool& greeted);
+    void remember_greeting(const ServerConnection& primary);
+    /// Greets the client with parameters a server gave an earlier login (the pool's or the
+    /// cache's greeting); cancels reach a server only once one runs this client's statements.
+    asio::awaitable<std::optional<Disconnect>> greet_remembered(
+        const std::vector<std::pair<std::string, std::string>>& parameters);
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
     // the admin console (database "pglane", admin.users): auto_session_admin.cpp
     asio::awaitable<std::optional<Disconnect>> greet_admin();

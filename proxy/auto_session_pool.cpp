@@ -113,13 +113,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_pool(const he
     const ServerPool::Greeting* parameters = pool_of(*node).greeting(startup_settings_);
     if (!parameters) co_return std::nullopt;
     if (kind_ == ListenerKind::ro) pinned_standby_ = node;
-    // Cancels reach a server only while one runs this client's statements.
-    client_key_ = services_.cancels.add(CancelTarget{});
-    std::string out;
-    protocol::append_greeting(out, *parameters, *client_key_);
     greeted = true;
-    if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
-    co_return std::nullopt;
+    co_return co_await greet_remembered(*parameters);
 }
 
 ServerPool& AutoSession::pool_of(std::size_t node) {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 
 namespace pglane::proxy {
 
@@ -126,12 +127,26 @@ void AutoSession::follow_new_primary() {
 asio::awaitable<void> AutoSession::load_function_catalog() {
     catalog_ = services_.catalogs.find(database_);
     if (catalog_) co_return;
-    // pg_proc is replicated: any node will do, the primary if there is one right now.
+    // pg_proc is replicated: any node will do. The primary's is the freshest (a function
+    // changed a moment ago), taken when it costs no new backend: under pooling, or when the
+    // session holds a primary connection already. Otherwise a standby, as for a read, so that
+    // a session that only reads opens no primary connection for this. A stale catalog errs
+    // to the primary: a function it lacks is of unknown volatility.
+    const bool primary_first = services_.pools || (primary_node_ && servers_[*primary_node_] &&
+                                                   !servers_[*primary_node_]->broken());
     ServerConnection* server = nullptr;
-    auto primary = co_await primary_server(false);
-    if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
-    const routing::RouteDecision any_standby{routing::Destination::standby, "catalog", routing::RouteReason::function};
-    if (!server) server = co_await choose_standby(any_standby);
+    const std::array<bool, 2> turns{primary_first, !primary_first};
+    for (const bool primary_turn : turns) {
+        if (primary_turn) {
+            auto primary = co_await primary_server(false);
+            if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
+        } else {
+            const routing::RouteDecision any_standby{routing::Destination::standby, "catalog",
+                                                     routing::RouteReason::function};
+            server = co_await choose_standby(any_standby);
+        }
+        if (server) break;
+    }
     if (!server) co_return;
     HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
     // Borrowed for this one question: back to its pool before the unit waits for the

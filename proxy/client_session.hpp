@@ -32,6 +32,7 @@ class CancelRegistry;
 class ServerPools;
 class ClientLimits;
 class FunctionCatalogs;
+class GreetingCache;
 struct SecretSources;
 
 /// The free space of a receive buffer as an Asio buffer.
@@ -72,6 +73,7 @@ struct SessionServices {
     std::uint64_t next_session_id = 1;            // worker-local
     ClientLimits* limits = nullptr;               // shared by all workers; null: nothing counted
     ServerPools* pools = nullptr;                 // worker-local; null: no transaction pooling
+    GreetingCache* greetings = nullptr;           // worker-local; null: auto logins all greeted by the primary
     AdminConsole* admin = nullptr;                // shared by all workers; null: no admin.users
     asio::steady_timer* resume_gate = nullptr;    // worker-local: paused sessions wait on it
     const TlsContexts* tls = nullptr;             // shared by all workers; null: plaintext only

@@ -38,6 +38,7 @@ Worker::Worker(const Config& config, std::function<health::TopologyPtr()> topolo
                 registry_, secrets,             classifications_,     catalogs} {
     services_.limits = &limits;
     services_.tls = &tls;
+    services_.greetings = &greetings_;
 }
 
 Worker::~Worker() {

@@ -4,6 +4,7 @@
 
 #include "proxy/admin_console.hpp"
 #include "proxy/client_session.hpp"
+#include "proxy/greeting_cache.hpp"
 #include "proxy/server_pool.hpp"
 
 #include <boost/asio.hpp>
@@ -57,6 +58,7 @@ private:
     Counters counters_;
     SessionRegistry registry_;
     routing::ClassificationCache classifications_;
+    GreetingCache greetings_;
     SessionServices services_;
     std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerKind>> acceptors_;
     std::vector<std::pair<std::unique_ptr<asio::local::stream_protocol::acceptor>, ListenerKind>> unix_acceptors_;
