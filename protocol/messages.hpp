@@ -217,11 +217,18 @@ void append_cancel_request(std::string& out, BackendKey key);
 void append_query(std::string& out, std::string_view sql);
 void append_terminate(std::string& out);
 
+/// A ParameterStatus value a greeting reports instead of the server's (when it has the name).
+struct ParameterReplacement {
+    std::string_view name;
+    std::string_view value;
+};
+
 /// The end of a startup as a server sends it: a ParameterStatus per (name, value) of
-/// `parameters`, BackendKeyData, ReadyForQuery (idle).
+/// `parameters` (`replace.value` for `replace.name`), BackendKeyData, ReadyForQuery (idle).
 template <typename Parameters>
-void append_greeting(std::string& out, const Parameters& parameters, BackendKey key) {
-    for (const auto& [name, value] : parameters) append_parameter_status(out, name, value);
+void append_greeting(std::string& out, const Parameters& parameters, BackendKey key, ParameterReplacement replace = {}) {
+    for (const auto& [name, value] : parameters)
+        append_parameter_status(out, name, !replace.name.empty() && name == replace.name ? replace.value : value);
     append_backend_key_data(out, key);
     append_ready_for_query(out, TransactionStatus::idle);
 }

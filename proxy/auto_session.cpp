@@ -325,16 +325,16 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_cache(const h
     const GreetingCache::Parameters* parameters = services_.greetings->find(key, GreetingCache::Clock::now());
     if (!parameters) co_return std::nullopt;
     greeted = true;
-    co_return co_await greet_remembered(*parameters);
+    co_return co_await greet_remembered(*parameters, *primary);
 }
 
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet_remembered(
-    const std::vector<std::pair<std::string, std::string>>& parameters) {
+    const std::vector<std::pair<std::string, std::string>>& parameters, std::size_t node) {
     // No server runs anything of this client's yet: its cancel key points nowhere until a
     // unit starts (point_cancel_at).
     client_key_ = services_.cancels.add(CancelTarget{});
     std::string out;
-    protocol::append_greeting(out, parameters, *client_key_);
+    protocol::append_greeting(out, parameters, *client_key_, {"in_hot_standby", in_hot_standby(node)});
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
     co_return std::nullopt;
 }
@@ -345,13 +345,22 @@ void AutoSession::remember_greeting(const ServerConnection& primary) {
                                   GreetingCache::Clock::now());
 }
 
+std::string_view AutoSession::in_hot_standby(std::size_t node) const {
+    // libpq's target_session_attrs and pgjdbc's targetServerType read it to tell whether they
+    // reached a writable server. The auto and rw ports take writes whichever node greeted (a
+    // standby while a failover is under way, or a pooled greeting remembered from before a
+    // promotion); a ro session reads on `node`, in the role the topology gives it now.
+    if (kind_ != ListenerKind::ro) return "off";
+    return routing::choose_primary(*services_.topology()) == node ? "off" : "on";
+}
+
 asio::awaitable<std::optional<Disconnect>> AutoSession::greet(ServerConnection& server) {
     if (services_.pools) pool_of(server.node()).remember_greeting(startup_settings_, server.parameters());
     const health::NodeAddress& address = server.address();
     client_key_ = services_.cancels.add(CancelTarget{address.host, address.port, address.name, server.backend_key()});
     cancel_key_ = server.backend_key();
     std::string out;
-    protocol::append_greeting(out, server.parameters(), *client_key_);
+    protocol::append_greeting(out, server.parameters(), *client_key_, {"in_hot_standby", in_hot_standby(server.node())});
     if (!co_await write_client(out)) co_return Disconnect::quiet("client_left_during_startup");
     co_return std::nullopt;
 }

@@ -118,10 +118,12 @@ private:
     /// packet lately (and sets `greeted`); otherwise does nothing.
     asio::awaitable<std::optional<Disconnect>> greet_from_cache(const health::Topology& topology, bool& greeted);
     void remember_greeting(const ServerConnection& primary);
-    /// Greets the client with parameters a server gave an earlier login (the pool's or the
+    /// Greets the client with parameters `node` gave an earlier login (the pool's or the
     /// cache's greeting); cancels reach a server only once one runs this client's statements.
     asio::awaitable<std::optional<Disconnect>> greet_remembered(
-        const std::vector<std::pair<std::string, std::string>>& parameters);
+        const std::vector<std::pair<std::string, std::string>>& parameters, std::size_t node);
+    /// The in_hot_standby a greeting from `node` reports on this session's port.
+    [[nodiscard]] std::string_view in_hot_standby(std::size_t node) const;
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
     // the admin console (database "pglane", admin.users): auto_session_admin.cpp
     asio::awaitable<std::optional<Disconnect>> greet_admin();

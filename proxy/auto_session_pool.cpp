@@ -114,7 +114,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_pool(const he
     if (!parameters) co_return std::nullopt;
     if (kind_ == ListenerKind::ro) pinned_standby_ = node;
     greeted = true;
-    co_return co_await greet_remembered(*parameters);
+    co_return co_await greet_remembered(*parameters, *node);
 }
 
 ServerPool& AutoSession::pool_of(std::size_t node) {

@@ -3,7 +3,8 @@ startup packet within the last minute (proxy/greeting_cache.hpp). Such a session
 the primary only when it first writes: a session that only reads holds no backend there. The
 first login of a startup packet, and a login with any parameter changed, is greeted by the
 primary as before. The greeting a session gets from the cache is the one the primary gave, and
-a cancel reaches the statement of a session greeted so."""
+a cancel reaches the statement of a session greeted so. Whichever node greets, in_hot_standby
+says what the port takes: off on the auto and rw ports, on on the ro port."""
 
 import time
 import unittest
@@ -114,6 +115,36 @@ class GreetingFromCache(unittest.TestCase):
             with self.assertRaises(psycopg2.OperationalError, msg=f"attempt {attempt}") as caught:
                 ac.connect(PGLANE, dbname="greeting_no_such_db")
             self.assertIn("greeting_no_such_db", str(caught.exception))
+
+
+class HotStandbyReport(unittest.TestCase):
+    """in_hot_standby (PostgreSQL 14+) is what libpq's target_session_attrs=read-write and
+    pgjdbc's targetServerType=primary read to tell whether they reached a writable server."""
+
+    def test_the_ports_report_what_they_take(self):
+        for dsn, expected in ((PGLANE.auto_dsn(), "off"), (PGLANE.rw_dsn(), "off"), (PGLANE.ro_dsn(), "on")):
+            conn = psycopg2.connect(dsn, connect_timeout=5)
+            try:
+                self.assertEqual(conn.get_parameter_status("in_hot_standby"), expected, dsn)
+            finally:
+                conn.close()
+
+    def test_a_login_a_standby_greets_while_the_primary_is_down_is_told_the_port_takes_writes(self):
+        CLUSTER.stop("n0", "fast")
+        try:
+            PGLANE.wait_until(lambda s: not next(n for n in s["nodes"] if n["name"] == "n0")["up"], 10, "n0 down")
+            # The standby that greets says in_hot_standby=on; libpq would then refuse the
+            # connection ("server is in hot standby mode"), though its writes wait for a primary.
+            conn = psycopg2.connect(PGLANE.auto_dsn(target_session_attrs="read-write"), connect_timeout=5)
+            try:
+                self.assertEqual(conn.get_parameter_status("in_hot_standby"), "off")
+                conn.autocommit = True
+                self.assertIn(ac.value(conn.cursor(), ac.NODE_SQL), STANDBYS)
+            finally:
+                conn.close()
+        finally:
+            CLUSTER.start("n0")
+            PGLANE.wait_until(pgwire.all_routable, 30, "n0 primary again and n1, n2 routable standbys")
 
 
 if __name__ == "__main__":

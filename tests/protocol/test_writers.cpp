@@ -8,6 +8,8 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 using namespace pglane::protocol;
 using namespace pglane::test;
@@ -93,6 +95,31 @@ TEST_CASE("append_parameter_status writes S, the name and the value", "[messages
     REQUIRE(status.has_value());
     CHECK(status->first == "client_encoding");
     CHECK(status->second == "UTF8");
+}
+
+TEST_CASE("append_greeting writes each ParameterStatus, BackendKeyData and ReadyForQuery, one value replaced",
+          "[messages][writers]") {
+    const std::vector<std::pair<std::string, std::string>> parameters{
+        {"in_hot_standby", "on"}, {"server_version", "15.14"}};
+    const BackendKey key{7, 8};
+    auto expected = [&](std::string_view hot_standby) {
+        std::string out;
+        append_parameter_status(out, "in_hot_standby", hot_standby);
+        append_parameter_status(out, "server_version", "15.14");
+        append_backend_key_data(out, key);
+        append_ready_for_query(out, TransactionStatus::idle);
+        return out;
+    };
+    std::string as_given;
+    append_greeting(as_given, parameters, key);
+    CHECK(as_given == expected("on"));
+    std::string replaced;
+    append_greeting(replaced, parameters, key, {"in_hot_standby", "off"});
+    CHECK(replaced == expected("off"));
+    // A name the server did not report is not added.
+    std::string absent;
+    append_greeting(absent, parameters, key, {"default_transaction_read_only", "on"});
+    CHECK(absent == as_given);
 }
 
 TEST_CASE("append_authentication writes R, the code and its data", "[messages][writers]") {
