@@ -1,8 +1,10 @@
 #pragma once
-// The greetings (ParameterStatus values) primaries gave logins, kept so that a later login
-// with the same startup packet can be greeted at once. An auto-port session greeted from here
-// connects to the primary only when it first needs it: a session that only reads never does,
-// so read traffic holds no backends on the primary and a login costs one backend, not two.
+// The greetings (ParameterStatus values) servers gave logins, kept so that a later login
+// with the same parameters can be greeted at once. Without pooling, an auto-port session
+// greeted from here connects to the primary only when it first needs it: a session that only
+// reads never does, so read traffic holds no backends on the primary and a login costs one
+// backend, not two. Under pooling, each pool keeps one (proxy/server_pool.hpp), keyed by the
+// settings its connections apply.
 
 #include <chrono>
 #include <cstddef>
@@ -15,7 +17,8 @@
 
 namespace pglane::proxy {
 
-/// Worker-local: touched by one thread, at session start only.
+/// Worker-local: touched by one thread, at session start only. Pointers find() returns are
+/// good until the next remember().
 class GreetingCache {
 public:
     using Clock = std::chrono::steady_clock;

@@ -137,17 +137,12 @@ nlohmann::json PoolStatsRegistry::to_json() const {
 // ---- pools ------------------------------------------------------------------------------
 
 const ServerPool::Greeting* ServerPool::greeting(const std::string& startup_settings) const {
-    auto it = greetings_.find(startup_settings);
-    return it != greetings_.end() ? &it->second : nullptr;
+    return greetings_.find(startup_settings, GreetingCache::Clock::now());
 }
 
 void ServerPool::remember_greeting(const std::string& startup_settings,
                                    const std::map<std::string, std::string>& parameters) {
-    // Bounded: clients with ever new parameters (a unique application_name each) just wait
-    // for a connection to greet them.
-    constexpr std::size_t max_greetings = 64;
-    if (greetings_.size() >= max_greetings && !greetings_.contains(startup_settings)) greetings_.clear();
-    greetings_[startup_settings].assign(parameters.begin(), parameters.end());
+    greetings_.remember(startup_settings, parameters, GreetingCache::Clock::now());
     end_greeting_fetch(startup_settings);
 }
 

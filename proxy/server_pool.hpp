@@ -13,6 +13,7 @@
 #include "proxy/admin_commands.hpp"
 #include "proxy/config.hpp"
 #include "proxy/counters.hpp"
+#include "proxy/greeting_cache.hpp"
 #include "proxy/server_connection.hpp"
 #include "routing/session_router.hpp"
 
@@ -80,8 +81,9 @@ public:
 
     /// The ParameterStatus values a connection of this pool reported once `startup_settings`
     /// (AutoSession's set_config of a client's startup parameters) were applied: later clients
-    /// with the same parameters are greeted without waiting for a connection.
-    using Greeting = std::vector<std::pair<std::string, std::string>>;
+    /// with the same parameters are greeted without waiting for a connection, for as long as
+    /// GreetingCache keeps a greeting.
+    using Greeting = GreetingCache::Parameters;
     [[nodiscard]] const Greeting* greeting(const std::string& startup_settings) const;
     void remember_greeting(const std::string& startup_settings, const std::map<std::string, std::string>& parameters);
     /// One session at a time fetches a missing greeting; the others wait for it (woken by
@@ -107,7 +109,9 @@ private:
     std::deque<Waiter*> waiters_;
     ServerCredentials credentials_;                        // the last client's, to refill min_idle
     bool have_credentials_ = false;
-    std::map<std::string, Greeting> greetings_;
+    // Fewer than the non-pooled cache: the key is the settings alone, and a pool has one
+    // database and user.
+    GreetingCache greetings_{std::chrono::seconds(60), 64};
     std::set<std::string> greeting_fetches_;
     std::vector<asio::steady_timer*> greeting_waiters_;
 };
