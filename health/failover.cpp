@@ -215,6 +215,18 @@ std::string unreachable_upstream(const NodeAddress& standby, const NodeAddress& 
                        standby.name, standby.host, standby.name, primary.name, standby.name);
 }
 
+std::vector<std::string> repoint_hazards(std::span<const NodeAddress> nodes) {
+    std::vector<std::string> hazards;
+    for (const NodeAddress& primary : nodes) {
+        for (const NodeAddress& standby : nodes) {
+            if (&standby == &primary) continue;
+            if (std::string why = unreachable_upstream(standby, primary); !why.empty())
+                hazards.push_back(fmt::format("if {} is promoted: {}", primary.name, why));
+        }
+    }
+    return hazards;
+}
+
 std::string quorum_standby_names(std::span<const std::string> names) {
     std::string list;
     for (const std::string& name : names) {

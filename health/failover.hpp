@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pglane::health {
 
@@ -84,6 +85,11 @@ private:
 /// names pglane's host; a standby pglane reaches at another address may be elsewhere, where
 /// that address would name the standby's own host.
 [[nodiscard]] std::string unreachable_upstream(const NodeAddress& standby, const NodeAddress& primary);
+
+/// What unreachable_upstream would refuse for every node that may be promoted and every other
+/// node, known before any failover: one line per pair ("if n1 is promoted: ..."), in the
+/// nodes' order. `--check-config` prints them and the start logs them, when pglane promotes.
+[[nodiscard]] std::vector<std::string> repoint_hazards(std::span<const NodeAddress> nodes);
 
 /// 'ANY 1 (a, b, "C-d")' over `names` (double-quoted where a bare name would not match).
 [[nodiscard]] std::string quorum_standby_names(std::span<const std::string> names);

@@ -1,6 +1,7 @@
 // pglane: PostgreSQL wire-protocol proxy and load balancer for an HA cluster.
 
 #include "common/log.hpp"
+#include "health/failover.hpp"
 #include "pglane_version.hpp"
 #include "proxy/config.hpp"
 #include "proxy/manual.hpp"
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -58,13 +60,19 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "pglane: invalid config %s: %s\n", config_path.c_str(), e.what());
         return 1;
     }
+    // Standbys a built-in promotion could not re-point (health/failover.hpp): a warning, not an
+    // error, for an operator may mean to set their primary_conninfo by hand.
+    std::vector<std::string> hazards;
+    if (config.health.failover.enabled) hazards = pglane::health::repoint_hazards(config.nodes);
     if (check_only) {
+        for (const std::string& hazard : hazards) std::fprintf(stderr, "pglane: warning: %s\n", hazard.c_str());
         std::printf("pglane: config %s is valid\n", config_path.c_str());
         return 0;
     }
     pglane::log::Level level = pglane::log::Level::info;
     (void)pglane::log::parse_level(config.log_level, level);
     pglane::log::set_level(level);
+    for (const std::string& hazard : hazards) pglane::log::warn("failover_repoint_hazard", {{"hazard", hazard}});
     std::signal(SIGPIPE, SIG_IGN);
     try {
         return pglane::proxy::run_server(config, config_path);

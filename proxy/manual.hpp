@@ -33,7 +33,9 @@ OPTIONS
     --config FILE, --config=FILE
         The JSON configuration file. Required to run.
     --check-config
-        Validate the configuration and exit; an error names the offending key.
+        Validate the configuration and exit; an error names the offending key. With
+        failover.enabled, warns of standbys a promotion could not re-point (a host-local
+        address of the new primary, no replication_host); the configuration stays valid.
     --version
         Print the version and exit.
     --help, -h

@@ -296,3 +296,22 @@ TEST_CASE("a standby is re-pointed at a host-local address only when pglane reac
     remote_primary_local_address.replication_host = "127.0.0.1";
     CHECK_FALSE(unreachable_upstream(remote_standby, remote_primary_local_address).empty());
 }
+
+TEST_CASE("the re-pointings a promotion would refuse are known from the nodes alone") {
+    const std::vector<NodeAddress> same_host{{"n0", "127.0.0.1", 5432}, {"n1", "/tmp/s", 5433}, {"n2", "localhost", 5434}};
+    CHECK(repoint_hazards(same_host).empty());
+    const std::vector<NodeAddress> remote{{"n0", "10.0.0.10", 5432}, {"n1", "10.0.0.11", 5432}};
+    CHECK(repoint_hazards(remote).empty());
+
+    // pglane on n0's host, n0 by its socket, n1 and n2 elsewhere: promoting n0 again after a
+    // failover would leave n1 and n2 pointed at a socket path on their own hosts.
+    std::vector<NodeAddress> mixed{{"n0", "/var/run/postgresql", 5432}, {"n1", "10.0.0.11", 5432},
+                                   {"n2", "10.0.0.12", 5432}};
+    const std::vector<std::string> hazards = repoint_hazards(mixed);
+    REQUIRE(hazards.size() == 2);
+    CHECK(hazards[0].find("if n0 is promoted: n0's address for its standbys is /var/run/postgresql/.s.PGSQL.5432, "
+                          "an address of pglane's own host, and pglane reaches n1 at 10.0.0.11") == 0);
+    CHECK(hazards[1].find("pglane reaches n2 at 10.0.0.12") != std::string::npos);
+    mixed[0].replication_host = "10.0.0.10";
+    CHECK(repoint_hazards(mixed).empty());
+}

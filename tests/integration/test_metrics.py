@@ -144,6 +144,30 @@ class CommandLine(unittest.TestCase):
         result = self.check_config(self.valid_config())
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
+    def test_check_config_warns_of_standbys_a_promotion_could_not_re_point(self):
+        """The valid config (every node on loopback) has none; n0 on its socket with n1 and n2
+        given by an address of another host has one per standby, once failover is enabled,
+        and a replication_host for n0 takes them away. A warning: the config stays valid."""
+        config = self.valid_config()
+        config["failover"] = {"enabled": True}
+        result = self.check_config(config)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("warning", result.stderr)
+        config["nodes"][0]["host"] = str(CLUSTER.socket_dir("n0"))
+        for node in config["nodes"][1:]:
+            node["host"] = "192.0.2.10"   # TEST-NET-1: never reached, only checked
+        result = self.check_config(config)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("pglane: warning: if n0 is promoted")]
+        self.assertEqual(len(warnings), 2, result.stderr)
+        self.assertIn("pglane reaches n2 at 192.0.2.10", warnings[1])
+        self.assertIn("replication_host", warnings[0])
+        config["failover"]["enabled"] = False
+        self.assertNotIn("warning", self.check_config(config).stderr)
+        config["failover"]["enabled"] = True
+        config["nodes"][0]["replication_host"] = "192.0.2.9"
+        self.assertNotIn("warning", self.check_config(config).stderr)
+
     def test_check_config_rejects_naming_the_key(self):
         cases = {}
         bad = self.valid_config()
