@@ -328,8 +328,8 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::greet_from_cache(const h
     co_return co_await greet_remembered(*parameters, *primary);
 }
 
-asio::awaitable<std::optional<Disconnect>> AutoSession::greet_remembered(
-    const std::vector<std::pair<std::string, std::string>>& parameters, std::size_t node) {
+asio::awaitable<std::optional<Disconnect>> AutoSession::greet_remembered(const GreetingCache::Parameters& parameters,
+                                                                         std::size_t node) {
     // No server runs anything of this client's yet: its cancel key points nowhere until a
     // unit starts (point_cancel_at).
     client_key_ = services_.cancels.add(CancelTarget{});
@@ -448,10 +448,7 @@ asio::awaitable<std::optional<Disconnect>> AutoSession::read_unit(Unit& unit) {
                                                  : services_.config.limits.idle_session_timeout_ms;
         if (idle_limit_ms > 0) fence_timer_.expires_after(std::chrono::milliseconds(idle_limit_ms));
         else fence_timer_.expires_at(asio::steady_timer::time_point::max());
-        ServerConnection* listening = nullptr;
-        if (router_.pin() == routing::PinReason::listen && primary_node_ && servers_[*primary_node_] &&
-            !servers_[*primary_node_]->broken())
-            listening = servers_[*primary_node_].get();
+        ServerConnection* listening = router_.pin() == routing::PinReason::listen ? held_primary() : nullptr;
         std::variant<std::tuple<boost::system::error_code>, std::tuple<boost::system::error_code>> result;
         bool read_already = false;
         if (listening) {

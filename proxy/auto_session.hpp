@@ -120,8 +120,8 @@ private:
     void remember_greeting(const ServerConnection& primary);
     /// Greets the client with parameters `node` gave an earlier login (the pool's or the
     /// cache's greeting); cancels reach a server only once one runs this client's statements.
-    asio::awaitable<std::optional<Disconnect>> greet_remembered(
-        const std::vector<std::pair<std::string, std::string>>& parameters, std::size_t node);
+    asio::awaitable<std::optional<Disconnect>> greet_remembered(const GreetingCache::Parameters& parameters,
+                                                                std::size_t node);
     /// The in_hot_standby a greeting from `node` reports on this session's port.
     [[nodiscard]] std::string_view in_hot_standby(std::size_t node) const;
     asio::awaitable<std::optional<Disconnect>> greet_from_pool(const health::Topology& topology, bool& greeted);
@@ -167,6 +167,10 @@ private:
     /// usable as it is (no reconnect, no settings to replay), else nullptr. Saves a
     /// coroutine frame per unit on the usual path.
     [[nodiscard]] ServerConnection* ready_server_now(std::size_t node);
+    /// The session's own connection to the primary it writes to, unless it has none or it broke.
+    [[nodiscard]] ServerConnection* held_primary() const;
+    /// primary_server(false)'s connection, or nullptr where it would end in a Disconnect.
+    asio::awaitable<ServerConnection*> primary_or_null();
     asio::awaitable<void> load_function_catalog();
     // running a unit
     asio::awaitable<std::optional<Disconnect>> run_unit(Unit& unit);

@@ -13,7 +13,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
 
 namespace pglane::proxy {
 
@@ -124,6 +123,17 @@ void AutoSession::follow_new_primary() {
     primary_node_.reset();
 }
 
+ServerConnection* AutoSession::held_primary() const {
+    if (!primary_node_ || !servers_[*primary_node_] || servers_[*primary_node_]->broken()) return nullptr;
+    return servers_[*primary_node_].get();
+}
+
+asio::awaitable<ServerConnection*> AutoSession::primary_or_null() {
+    auto primary = co_await primary_server(false);
+    auto* server = std::get_if<ServerConnection*>(&primary);
+    co_return server ? *server : nullptr;
+}
+
 asio::awaitable<void> AutoSession::load_function_catalog() {
     catalog_ = services_.catalogs.find(database_);
     if (catalog_) co_return;
@@ -132,21 +142,12 @@ asio::awaitable<void> AutoSession::load_function_catalog() {
     // session holds a primary connection already. Otherwise a standby, as for a read, so that
     // a session that only reads opens no primary connection for this. A stale catalog errs
     // to the primary: a function it lacks is of unknown volatility.
-    const bool primary_first = services_.pools || (primary_node_ && servers_[*primary_node_] &&
-                                                   !servers_[*primary_node_]->broken());
+    const bool primary_first = services_.pools || held_primary();
+    const routing::RouteDecision any_standby{routing::Destination::standby, "catalog", routing::RouteReason::function};
     ServerConnection* server = nullptr;
-    const std::array<bool, 2> turns{primary_first, !primary_first};
-    for (const bool primary_turn : turns) {
-        if (primary_turn) {
-            auto primary = co_await primary_server(false);
-            if (auto* p = std::get_if<ServerConnection*>(&primary)) server = *p;
-        } else {
-            const routing::RouteDecision any_standby{routing::Destination::standby, "catalog",
-                                                     routing::RouteReason::function};
-            server = co_await choose_standby(any_standby);
-        }
-        if (server) break;
-    }
+    if (primary_first) server = co_await primary_or_null();
+    if (!server) server = co_await choose_standby(any_standby);
+    if (!server && !primary_first) server = co_await primary_or_null();
     if (!server) co_return;
     HiddenResult result = co_await server->hidden_query(FunctionCatalogs::load_query);
     // Borrowed for this one question: back to its pool before the unit waits for the
