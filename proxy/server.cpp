@@ -5,6 +5,7 @@
 #include "proxy/cancel_registry.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/client_limits.hpp"
+#include "proxy/cpu_budget.hpp"
 #include "proxy/function_catalogs.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/reload.hpp"
@@ -20,9 +21,8 @@ namespace pglane::proxy {
 
 namespace {
 
-int worker_count(const Config& config) {
-    if (config.workers > 0) return config.workers;
-    return std::max(1u, std::thread::hardware_concurrency());
+int worker_count(const Config& config, int cpus) {
+    return config.workers > 0 ? config.workers : default_workers(cpus);
 }
 
 CounterTotals sum_counters(const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count) {
@@ -120,7 +120,8 @@ int run_server(const Config& config, const std::string& config_path) {
             [&] { return status_document(*health.topology(), workers, health::max_node_slots, pool_stats); },
             [&reloader] { return reloader.reload(); });
     }
-    int count = worker_count(config);
+    const int cpus = usable_cpus();
+    const int count = worker_count(config, cpus);
     for (int i = 0; i < count; ++i) {
         auto worker = std::make_unique<Worker>(
             config, [&health] { return health.topology(); }, [&health] { health.probe_now(); }, cancels, read_only_turn,
@@ -149,6 +150,7 @@ int run_server(const Config& config, const std::string& config_path) {
     for (auto& worker : workers) worker->start();
     if (http) http->start();
     log::info("pglane_started", {{"workers", count},
+                                 {"usable_cpus", cpus},
                                  {"rw", config.listen_rw ? config.listen_rw->to_string() : "-"},
                                  {"ro", config.listen_ro ? config.listen_ro->to_string() : "-"},
                                  {"auto", config.listen_auto ? config.listen_auto->to_string() : "-"},

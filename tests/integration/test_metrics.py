@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import unittest
 
 import psycopg2
@@ -196,6 +197,49 @@ class CommandLine(unittest.TestCase):
         result = self.check_config("{ not json")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("JSON", result.stdout + result.stderr)
+
+    def test_workers_default_to_half_the_cpus_pglane_may_use(self):
+        """Without "workers", pglane starts half the CPUs its affinity mask allows (at least
+        one), and says so in its start line; taskset narrows the mask as a cpuset would."""
+        config = self.valid_config()
+        config["workers"] = 0
+        config["log_level"] = "info"
+        cpus = sorted(os.sched_getaffinity(0))
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "pglane.json")
+            for n in (1, 2, 4):
+                if n > len(cpus):
+                    continue
+                for port_key in ("rw", "ro"):
+                    config["listen"][port_key] = f"127.0.0.1:{free_port()}"
+                config["metrics_listen"] = f"127.0.0.1:{free_port()}"
+                with open(path, "w") as f:
+                    json.dump(config, f)
+                mask = ",".join(str(c) for c in cpus[:n])
+                process = subprocess.Popen(["taskset", "-c", mask, BINARY, "--config", path],
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                watchdog = threading.Timer(30, process.kill)   # the read below ends at exit
+                watchdog.start()
+                try:
+                    started = None
+                    for line in process.stdout:
+                        if " pglane_started " in line:
+                            started = line
+                            break
+                finally:
+                    watchdog.cancel()
+                    process.terminate()
+                    process.wait(timeout=10)
+                    process.stdout.close()
+                with self.subTest(cpus=n):
+                    self.assertIsNotNone(started, "no pglane_started line")
+                    fields = dict(part.split("=", 1) for part in started.split() if "=" in part)
+                    usable = int(fields["usable_cpus"])
+                    # A cgroup CPU quota may allow fewer than the mask.
+                    self.assertTrue(1 <= usable <= n, started)
+                    if n == 1:
+                        self.assertEqual(usable, 1, started)
+                    self.assertEqual(int(fields["workers"]), max(1, usable // 2), started)
 
     def test_version_prints(self):
         result = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=10)
