@@ -1,6 +1,7 @@
 #include "proxy/reload.hpp"
 
 #include "common/log.hpp"
+#include "health/failover.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/users_file.hpp"
 
@@ -128,6 +129,9 @@ std::string ConfigReloader::reload() {
     if (targets_.limits) targets_.limits(config.limits);
     if (targets_.lag_limits) targets_.lag_limits(config.health.max_lag_bytes, config.health.max_lag_seconds);
     if (targets_.nodes) targets_.nodes(config.nodes);
+    warnings_.clear();
+    if (config.health.failover.enabled) warnings_ = health::repoint_hazards(config.nodes);
+    for (const std::string& hazard : warnings_) log::warn("failover_repoint_hazard", {{"hazard", hazard}});
     running_ = std::move(next);
     log::info("config_reloaded", {{"path", path_},
                                   {"log_level", config.log_level},
@@ -138,6 +142,11 @@ std::string ConfigReloader::reload() {
                                   {"max_lag_seconds", config.health.max_lag_seconds},
                                   {"nodes", config.nodes.size()}});
     return {};
+}
+
+std::vector<std::string> ConfigReloader::warnings() const {
+    std::lock_guard lock(mutex_);
+    return warnings_;
 }
 
 }  // namespace pglane::proxy

@@ -2,9 +2,10 @@
 // SIGHUP, and the admin console's RELOAD: the config file read again. What a running pglane
 // can change is applied at once, without touching a session: log_level, the users file's
 // contents, the client connection limits and the lag thresholds for holding standbys
-// back. A file that does not parse, whose users file cannot be read, or that changes
-// anything else (listeners, nodes, pools, auth method, routing...) is refused as a whole
-// with a log line naming the reason, and everything stays as it was.
+// back, and the node list (nodes added, removed, weights). A file that does not parse, whose
+// users file cannot be read, or that changes anything else (listeners, pools, auth method,
+// routing...) is refused as a whole with a log line naming the reason, and everything stays
+// as it was.
 
 #include "proxy/config.hpp"
 
@@ -14,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace pglane::proxy {
 
@@ -41,11 +43,17 @@ public:
     /// Thread-safe. Empty when the file was applied; otherwise why not (also logged).
     std::string reload();
 
+    /// What the last reload that applied warned of (also logged, as at the start): with
+    /// failover enabled, each standby a built-in promotion could not re-point
+    /// (health::repoint_hazards), for a node list that changed since the start.
+    [[nodiscard]] std::vector<std::string> warnings() const;
+
 private:
     std::string refuse(std::string reason);
 
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::string path_;
+    std::vector<std::string> warnings_;
     nlohmann::json running_;
     Targets targets_;
 };
