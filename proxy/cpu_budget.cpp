@@ -57,8 +57,6 @@ std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup) {
     return std::nullopt;
 }
 
-int default_workers(int usable_cpus) { return std::max(1, usable_cpus / 2); }
-
 int usable_cpus() {
     int cpus = affinity_cpus();
     const auto self = read_file("/proc/self/cgroup");

@@ -1,13 +1,10 @@
 #pragma once
-// How many worker threads pglane starts when the config leaves `workers` at 0: half the CPUs
-// this process may use, at least one. A proxy's work is mostly the kernel's (each loopback or
-// NIC send runs the receiver's TCP input and wakes it in the sender's context), and the host
-// usually runs the servers or the application too: a worker per CPU sleeps and wakes more
-// often, each wake-up finding less to do (bench/README.md, "One worker per two cores").
-//
-// "May use" is what the kernel will give, not what the machine has: the affinity mask
-// (taskset, a container's cpuset) and a cgroup v2 CPU quota (`docker run --cpus`, a
-// Kubernetes CPU limit), the smallest quota on the way from the process's cgroup to the root.
+// How many worker threads pglane starts when the config leaves `workers` at 0: one per CPU
+// this process may use. "May use" is what the kernel will give, not what the machine has: the
+// affinity mask (taskset, a container's cpuset) and a cgroup v2 CPU quota (`docker run
+// --cpus`, a Kubernetes CPU limit), the smallest quota on the way from the process's cgroup
+// to the root. One per core of the machine would start 64 workers in a 2-CPU container on a
+// 64-core host.
 
 #include <optional>
 #include <string>
@@ -23,9 +20,6 @@ namespace pglane::proxy {
 /// The process's cgroup v2 path (e.g. "/system.slice/pglane.service") from the text of
 /// /proc/self/cgroup: its "0::" line; nullopt on a cgroup v1 host (no such line).
 [[nodiscard]] std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup);
-
-/// Half of `usable_cpus`, at least one.
-[[nodiscard]] int default_workers(int usable_cpus);
 
 /// The CPUs this process may use: its affinity mask, bounded by the cgroup quotas found
 /// under /sys/fs/cgroup. At least one.

@@ -21,9 +21,7 @@ namespace pglane::proxy {
 
 namespace {
 
-int worker_count(const Config& config, int cpus) {
-    return config.workers > 0 ? config.workers : default_workers(cpus);
-}
+int worker_count(const Config& config, int cpus) { return config.workers > 0 ? config.workers : cpus; }
 
 CounterTotals sum_counters(const std::vector<std::unique_ptr<Worker>>& workers, std::size_t node_count) {
     CounterTotals totals;

@@ -198,18 +198,17 @@ class CommandLine(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("JSON", result.stdout + result.stderr)
 
-    def test_workers_default_to_half_the_cpus_pglane_may_use(self):
-        """Without "workers", pglane starts half the CPUs its affinity mask allows (at least
-        one), and says so in its start line; taskset narrows the mask as a cpuset would."""
+    def test_workers_default_to_the_cpus_pglane_may_use(self):
+        """Without "workers", pglane starts one per CPU its affinity mask allows, not one per
+        CPU of the machine, and says so in its start line; taskset narrows the mask as a
+        container's cpuset would."""
         config = self.valid_config()
         config["workers"] = 0
         config["log_level"] = "info"
         cpus = sorted(os.sched_getaffinity(0))
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "pglane.json")
-            for n in (1, 2, 4):
-                if n > len(cpus):
-                    continue
+            for n in sorted({1, len(cpus) - 1, len(cpus)} - {0}):
                 for port_key in ("rw", "ro"):
                     config["listen"][port_key] = f"127.0.0.1:{free_port()}"
                 config["metrics_listen"] = f"127.0.0.1:{free_port()}"
@@ -239,7 +238,7 @@ class CommandLine(unittest.TestCase):
                     self.assertTrue(1 <= usable <= n, started)
                     if n == 1:
                         self.assertEqual(usable, 1, started)
-                    self.assertEqual(int(fields["workers"]), max(1, usable // 2), started)
+                    self.assertEqual(int(fields["workers"]), usable, started)
 
     def test_version_prints(self):
         result = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=10)

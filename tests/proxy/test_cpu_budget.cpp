@@ -30,15 +30,6 @@ TEST_CASE("the process's cgroup v2 path is the 0:: line of /proc/self/cgroup") {
     CHECK(cgroup_v2_path("") == std::nullopt);
 }
 
-TEST_CASE("workers default to half the usable CPUs, at least one") {
-    CHECK(default_workers(1) == 1);
-    CHECK(default_workers(2) == 1);
-    CHECK(default_workers(3) == 1);
-    CHECK(default_workers(4) == 2);
-    CHECK(default_workers(64) == 32);
-    CHECK(default_workers(0) == 1);
-}
-
 TEST_CASE("this process may use at least one CPU and no more than the machine has") {
     const int cpus = usable_cpus();
     CHECK(cpus >= 1);
