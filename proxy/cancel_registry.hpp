@@ -23,7 +23,7 @@ struct CancelTarget {
 /// Shared by all workers; touched when sessions start, end or are cancelled, and when an
 /// auto-port session's next unit runs on another server than its last (with read_balance
 /// statement, most reads): one mutex and one hash lookup, under 0.2% of pglane's CPU in a
-/// profile of `pgbench -S -c 16` through the auto port. Secret keys come from OpenSSL's
+/// profile of `pgbench -S -c 16` through the auto port (one worker). Secret keys come from OpenSSL's
 /// CSPRNG: a guessable key would let any client cancel other clients' queries.
 class CancelRegistry {
 public:

@@ -1,11 +1,11 @@
 #pragma once
 // SIGHUP, and the admin console's RELOAD: the config file read again. What a running pglane
 // can change is applied at once, without touching a session: log_level, the users file's
-// contents, the client connection limits and the lag thresholds for holding standbys
-// back, and the node list (nodes added, removed, weights). A file that does not parse, whose
-// users file cannot be read, or that changes anything else (listeners, pools, auth method,
-// routing...) is refused as a whole with a log line naming the reason, and everything stays
-// as it was.
+// contents, the client connection limits, the lag thresholds for holding standbys back, and
+// the node list (nodes added or removed, their weights and replication hosts). A file that
+// does not parse, whose users file cannot be read, or that changes anything else (listeners,
+// pools, auth method, routing...) is refused as a whole with a log line naming the reason,
+// and everything stays as it was.
 
 #include "proxy/config.hpp"
 
