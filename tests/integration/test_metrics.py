@@ -33,6 +33,47 @@ def tearDownModule():
     stop_module_pglane(CLUSTER, STARTED_HERE, PGLANE)
 
 
+def write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def make_cpu_cgroup_of_one_cpu():
+    """A new cgroup with a quota of one CPU, in the cgroup v1 hierarchy of the cpu controller
+    or under this process's cgroup v2; its directory, or None where none can be made."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            after = fields[fields.index("-") + 1:]
+            mounts.append((after[0], after[2].split(","), fields[4]))
+    name = f"pglane-test-{os.getpid()}"
+    for kind, options, point in mounts:
+        if kind == "cgroup" and "cpu" in options:
+            directory = os.path.join(point, name)
+            files = {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "100000"}
+            break
+    else:
+        v2 = [point for kind, _, point in mounts if kind == "cgroup2"]
+        with open("/proc/self/cgroup") as f:
+            own = [line.strip()[3:] for line in f if line.startswith("0::/")]
+        if not v2 or not own:
+            return None
+        directory = os.path.join(v2[0] + own[0], name)
+        files = {"cpu.max": "100000 100000"}
+    try:
+        os.mkdir(directory)
+    except OSError:
+        return None
+    try:
+        for file, value in files.items():
+            write_text(os.path.join(directory, file), value)
+    except OSError:
+        os.rmdir(directory)
+        return None
+    return directory
+
+
 def scrape(pglane):
     """{(family, label string): float} after checking every line is valid exposition text."""
     code, text = pglane.http("/metrics")
@@ -198,47 +239,61 @@ class CommandLine(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("JSON", result.stdout + result.stderr)
 
+    def start_line(self, command_prefix=(), preexec_fn=None):
+        """pglane's start line ("pglane_started workers=N usable_cpus=M ...") as a dict, for a
+        config without "workers", run under `command_prefix`; pglane is stopped after it."""
+        config = self.valid_config()
+        config["workers"] = 0
+        config["log_level"] = "info"
+        for port_key in ("rw", "ro"):
+            config["listen"][port_key] = f"127.0.0.1:{free_port()}"
+        config["metrics_listen"] = f"127.0.0.1:{free_port()}"
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "pglane.json")
+            with open(path, "w") as f:
+                json.dump(config, f)
+            process = subprocess.Popen([*command_prefix, BINARY, "--config", path], preexec_fn=preexec_fn,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            watchdog = threading.Timer(30, process.kill)   # the read below ends at exit
+            watchdog.start()
+            try:
+                for line in process.stdout:
+                    if " pglane_started " in line:
+                        return dict(part.split("=", 1) for part in line.split() if "=" in part)
+                self.fail("pglane exited without a pglane_started line")
+            finally:
+                watchdog.cancel()
+                process.terminate()
+                process.wait(timeout=10)
+                process.stdout.close()
+
     def test_workers_default_to_the_cpus_pglane_may_use(self):
         """Without "workers", pglane starts one per CPU its affinity mask allows, not one per
         CPU of the machine, and says so in its start line; taskset narrows the mask as a
         container's cpuset would."""
-        config = self.valid_config()
-        config["workers"] = 0
-        config["log_level"] = "info"
         cpus = sorted(os.sched_getaffinity(0))
-        with tempfile.TemporaryDirectory() as directory:
-            path = os.path.join(directory, "pglane.json")
-            for n in sorted({1, len(cpus) - 1, len(cpus)} - {0}):
-                for port_key in ("rw", "ro"):
-                    config["listen"][port_key] = f"127.0.0.1:{free_port()}"
-                config["metrics_listen"] = f"127.0.0.1:{free_port()}"
-                with open(path, "w") as f:
-                    json.dump(config, f)
-                mask = ",".join(str(c) for c in cpus[:n])
-                process = subprocess.Popen(["taskset", "-c", mask, BINARY, "--config", path],
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                watchdog = threading.Timer(30, process.kill)   # the read below ends at exit
-                watchdog.start()
-                try:
-                    started = None
-                    for line in process.stdout:
-                        if " pglane_started " in line:
-                            started = line
-                            break
-                finally:
-                    watchdog.cancel()
-                    process.terminate()
-                    process.wait(timeout=10)
-                    process.stdout.close()
-                with self.subTest(cpus=n):
-                    self.assertIsNotNone(started, "no pglane_started line")
-                    fields = dict(part.split("=", 1) for part in started.split() if "=" in part)
-                    usable = int(fields["usable_cpus"])
-                    # A cgroup CPU quota may allow fewer than the mask.
-                    self.assertTrue(1 <= usable <= n, started)
-                    if n == 1:
-                        self.assertEqual(usable, 1, started)
-                    self.assertEqual(int(fields["workers"]), usable, started)
+        for n in sorted({1, len(cpus) - 1, len(cpus)} - {0}):
+            fields = self.start_line(["taskset", "-c", ",".join(str(c) for c in cpus[:n])])
+            with self.subTest(cpus=n):
+                usable = int(fields["usable_cpus"])
+                # A cgroup CPU quota may allow fewer than the mask.
+                self.assertTrue(1 <= usable <= n, fields)
+                if n == 1:
+                    self.assertEqual(usable, 1, fields)
+                self.assertEqual(int(fields["workers"]), usable, fields)
+
+    def test_workers_follow_a_cgroup_cpu_quota(self):
+        """In a cgroup allowed one CPU (cgroup v1's cpu.cfs_quota_us or v2's cpu.max, as
+        `docker run --cpus 1` sets), pglane starts one worker whatever its affinity mask."""
+        group = make_cpu_cgroup_of_one_cpu()
+        if group is None:
+            self.skipTest("no cgroup with a cpu controller this test may create (needs root and a writable cgroupfs)")
+        try:
+            fields = self.start_line(preexec_fn=lambda: write_text(os.path.join(group, "cgroup.procs"), str(os.getpid())))
+        finally:
+            os.rmdir(group)
+        self.assertEqual(int(fields["usable_cpus"]), 1, fields)
+        self.assertEqual(int(fields["workers"]), 1, fields)
 
     def test_version_prints(self):
         result = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=10)
