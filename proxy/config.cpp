@@ -1,13 +1,12 @@
 #include "proxy/config.hpp"
 
 #include "common/log.hpp"
+#include "common/text_file.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace pglane::proxy {
 
@@ -372,11 +371,9 @@ Config parse_config(const std::string& json_text) {
 }
 
 Config load_config(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw ConfigError(fmt::format("cannot read config file \"{}\"", path));
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_config(text.str());
+    const auto text = read_text_file(path);
+    if (!text) throw ConfigError(fmt::format("cannot read config file \"{}\"", path));
+    return parse_config(*text);
 }
 
 }  // namespace pglane::proxy

@@ -1,11 +1,11 @@
 #include "proxy/cpu_budget.hpp"
 
+#include "common/text_file.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 namespace pglane::proxy {
@@ -53,14 +53,6 @@ std::optional<CgroupMount> find_mount(std::string_view mountinfo, Wanted wanted)
     return std::nullopt;
 }
 
-std::optional<std::string> read_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 int affinity_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -71,7 +63,6 @@ int affinity_cpus() {
 }  // namespace
 
 std::optional<int> cpus_of_quota(std::string_view cpu_max) {
-    while (!cpu_max.empty() && (cpu_max.back() == '\n' || cpu_max.back() == ' ')) cpu_max.remove_suffix(1);
     const auto space = cpu_max.find(' ');
     if (space == std::string_view::npos) return std::nullopt;
     return cpus_of(parse_count(cpu_max.substr(0, space)), parse_count(cpu_max.substr(space + 1)));   // "max": none
@@ -128,8 +119,8 @@ std::vector<std::string> cgroup_directories(const CgroupMount& mount, std::strin
 
 int usable_cpus() {
     int cpus = affinity_cpus();
-    const auto self = read_file("/proc/self/cgroup");
-    const auto mountinfo = read_file("/proc/self/mountinfo");
+    const auto self = read_text_file("/proc/self/cgroup");
+    const auto mountinfo = read_text_file("/proc/self/mountinfo");
     if (!self || !mountinfo) return cpus;
     const auto bound = [&cpus](std::optional<int> quota) {
         if (quota) cpus = std::min(cpus, std::max(1, *quota));
@@ -138,14 +129,14 @@ int usable_cpus() {
     const auto v2_mount = cgroup_v2_mount(*mountinfo);
     if (v2_path && v2_mount) {
         for (const std::string& directory : cgroup_directories(*v2_mount, *v2_path))
-            if (const auto text = read_file(directory + "/cpu.max")) bound(cpus_of_quota(*text));
+            if (const auto text = read_text_file(directory + "/cpu.max")) bound(cpus_of_quota(*text));
     }
     const auto v1_path = cgroup_v1_cpu_path(*self);
     const auto v1_mount = cgroup_v1_cpu_mount(*mountinfo);
     if (v1_path && v1_mount) {
         for (const std::string& directory : cgroup_directories(*v1_mount, *v1_path)) {
-            const auto quota = read_file(directory + "/cpu.cfs_quota_us");
-            const auto period = read_file(directory + "/cpu.cfs_period_us");
+            const auto quota = read_text_file(directory + "/cpu.cfs_quota_us");
+            const auto period = read_text_file(directory + "/cpu.cfs_period_us");
             if (quota && period) bound(cpus_of_cfs(*quota, *period));
         }
     }

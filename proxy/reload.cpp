@@ -1,15 +1,14 @@
 #include "proxy/reload.hpp"
 
 #include "common/log.hpp"
+#include "common/text_file.hpp"
 #include "health/failover.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/users_file.hpp"
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace pglane::proxy {
 
@@ -39,14 +38,9 @@ nlohmann::json without_reloadable(nlohmann::json document) {
 }
 
 std::string read_file(const std::string& path, std::string& error) {
-    std::ifstream in(path);
-    if (!in) {
-        error = fmt::format("cannot read config file \"{}\"", path);
-        return {};
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
+    auto text = read_text_file(path);
+    if (!text) error = fmt::format("cannot read config file \"{}\"", path);
+    return text ? std::move(*text) : std::string();
 }
 
 }  // namespace

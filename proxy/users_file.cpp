@@ -1,10 +1,9 @@
 #include "proxy/users_file.hpp"
 
+#include "common/text_file.hpp"
 #include "protocol/md5_auth.hpp"
 #include "protocol/scram.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 namespace pglane::proxy {
@@ -122,14 +121,12 @@ std::optional<UsersFile> parse_users_file(std::string_view text, std::string& er
 }
 
 std::optional<UsersFile> load_users_file(const std::string& path, std::string& error) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) {
+    const auto contents = read_text_file(path);
+    if (!contents) {
         error = "cannot read users file " + path;
         return std::nullopt;
     }
-    std::ostringstream contents;
-    contents << file.rdbuf();
-    auto users = parse_users_file(contents.str(), error);
+    auto users = parse_users_file(*contents, error);
     if (!users) error = path + ": " + error;
     return users;
 }
