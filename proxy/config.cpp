@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/text_file.hpp"
+#include "health/failover.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -374,6 +375,11 @@ Config load_config(const std::string& path) {
     const auto text = read_text_file(path);
     if (!text) throw ConfigError(fmt::format("cannot read config file \"{}\"", path));
     return parse_config(*text);
+}
+
+std::vector<std::string> failover_repoint_hazards(const Config& config) {
+    if (!config.health.failover.enabled) return {};
+    return health::repoint_hazards(config.nodes);
 }
 
 }  // namespace pglane::proxy

@@ -115,4 +115,9 @@ public:
 /// Reads and parses a file. Throws ConfigError (also for unreadable files).
 [[nodiscard]] Config load_config(const std::string& path);
 
+/// With failover enabled, each standby a built-in promotion could not re-point
+/// (health::repoint_hazards); none without. Warnings, not errors: an operator may mean to set
+/// their primary_conninfo by hand. Checked at the start, by --check-config and on each reload.
+[[nodiscard]] std::vector<std::string> failover_repoint_hazards(const Config& config);
+
 }  // namespace pglane::proxy

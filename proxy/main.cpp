@@ -1,7 +1,6 @@
 // pglane: PostgreSQL wire-protocol proxy and load balancer for an HA cluster.
 
 #include "common/log.hpp"
-#include "health/failover.hpp"
 #include "pglane_version.hpp"
 #include "proxy/config.hpp"
 #include "proxy/manual.hpp"
@@ -60,10 +59,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "pglane: invalid config %s: %s\n", config_path.c_str(), e.what());
         return 1;
     }
-    // Standbys a built-in promotion could not re-point (health/failover.hpp): a warning, not an
-    // error, for an operator may mean to set their primary_conninfo by hand.
-    std::vector<std::string> hazards;
-    if (config.health.failover.enabled) hazards = pglane::health::repoint_hazards(config.nodes);
+    const std::vector<std::string> hazards = pglane::proxy::failover_repoint_hazards(config);
     if (check_only) {
         for (const std::string& hazard : hazards) std::fprintf(stderr, "pglane: warning: %s\n", hazard.c_str());
         std::printf("pglane: config %s is valid\n", config_path.c_str());

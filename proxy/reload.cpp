@@ -2,7 +2,6 @@
 
 #include "common/log.hpp"
 #include "common/text_file.hpp"
-#include "health/failover.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/users_file.hpp"
 
@@ -123,8 +122,7 @@ std::string ConfigReloader::reload() {
     if (targets_.limits) targets_.limits(config.limits);
     if (targets_.lag_limits) targets_.lag_limits(config.health.max_lag_bytes, config.health.max_lag_seconds);
     if (targets_.nodes) targets_.nodes(config.nodes);
-    warnings_.clear();
-    if (config.health.failover.enabled) warnings_ = health::repoint_hazards(config.nodes);
+    warnings_ = failover_repoint_hazards(config);
     for (const std::string& hazard : warnings_) log::warn("failover_repoint_hazard", {{"hazard", hazard}});
     running_ = std::move(next);
     log::info("config_reloaded", {{"path", path_},

@@ -250,8 +250,7 @@ class CommandLine(unittest.TestCase):
         config["metrics_listen"] = f"127.0.0.1:{free_port()}"
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "pglane.json")
-            with open(path, "w") as f:
-                json.dump(config, f)
+            write_text(path, json.dumps(config))
             process = subprocess.Popen([*command_prefix, BINARY, "--config", path], preexec_fn=preexec_fn,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             watchdog = threading.Timer(30, process.kill)   # the read below ends at exit
